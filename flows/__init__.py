@@ -1,0 +1,1 @@
+"""Prefect flows. A flow only composes tasks and branches on their results."""

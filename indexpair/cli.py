@@ -1,0 +1,236 @@
+"""The ``indexpair`` command line."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from indexpair.errors import IndexPairError
+from indexpair.settings import Settings, load_settings
+
+app = typer.Typer(help="Promote an embedding model and its Milvus index as one pair.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+stack_app = typer.Typer(help="Start, stop and inspect the local embedded stack.",
+                        no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console()
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _settings() -> Settings:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return load_settings()
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(1)
+
+
+def _services_table(rows: list[Any]) -> Table:
+    table = Table("service", "pid", "running", "healthy", "url", "log")
+    for s in rows:
+        table.add_row(s.name, str(s.pid or "—"), "yes" if s.running else "no",
+                      "yes" if s.healthy else "no", s.url, str(s.log))
+    return table
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start Milvus Lite, MLflow, Prefect and the worker (idempotent)."""
+    from indexpair import stack
+
+    settings = _settings()
+    try:
+        rows = stack.up(settings, PROJECT_DIR)
+    except IndexPairError as exc:
+        _fail(exc)
+    console.print(_services_table(rows))
+    console.print(f"Prefect UI: {settings.prefect_ui_url}   MLflow UI: "
+                  f"{settings.mlflow_tracking_uri}")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly the processes `stack up` started."""
+    from indexpair import stack
+
+    stopped = stack.down(_settings())
+    console.print("stopped: " + (", ".join(stopped) or "nothing was running"))
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each local service: pid, health, URL and log."""
+    from indexpair import stack
+
+    console.print(_services_table(stack.status(_settings())))
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Option(help="Registered model name")] = "product-embedder",
+    version: Annotated[str | None, typer.Option(help="Explicit version (default: staging)")]
+    = None,
+    source: Annotated[str, typer.Option(help="Corpus file (Parquet/CSV/JSONL, local or s3://)")]
+    = "demo/data/products.parquet",
+    golden: Annotated[str, typer.Option(help="Golden-query JSON file")]
+    = "demo/data/golden_queries.json",
+    alias: Annotated[str | None, typer.Option(help="Production alias")] = None,
+    approval_timeout: Annotated[int, typer.Option(help="Seconds to wait for approval")] = 86_400,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the run to suspend")] = 1800,
+) -> None:
+    """Start the promote deployment; return when it awaits approval or ends."""
+    from indexpair.gateways import prefect as prefect_api
+
+    settings = _settings()
+    params: dict[str, Any] = {
+        "model_name": model, "model_version": version,
+        "source": {"uri": _absolute(source)}, "golden_queries": _absolute(golden),
+        "alias": alias, "approval_timeout_s": approval_timeout}
+    try:
+        with prefect_api.prefect_api(settings):
+            run = prefect_api.start_deployment(settings, params)
+            console.print(f"started flow run {run['name']} ({run['id']}): {run['url']}")
+            snap = prefect_api.wait(settings, run["id"], wait)
+    except IndexPairError as exc:
+        _fail(exc)
+    _report_run(snap)
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def _report_run(snap: dict[str, Any]) -> None:
+    if snap["state_type"] == "PAUSED":
+        console.print(f"[bold yellow]awaiting approval[/]: {snap['url']}\n"
+                      f"  approve: indexpair approve {snap['id']}\n"
+                      f"  deny:    indexpair deny {snap['id']}")
+        return
+    colour = "green" if snap["state_type"] == "COMPLETED" else "red"
+    console.print(f"[bold {colour}]{snap['state_name']}[/]: {snap['message']}  {snap['url']}")
+    if snap["state_type"] not in ("COMPLETED",):
+        raise typer.Exit(1)
+
+
+def _decide(run_id: str, approve: bool, approver: str | None, comment: str,
+            wait: float) -> None:
+    from indexpair.gateways import prefect as prefect_api
+
+    settings = _settings()
+    who = approver or os.environ.get("INDEXPAIR_APPROVER") or getpass.getuser()
+    try:
+        with prefect_api.prefect_api(settings):
+            prefect_api.resume(settings, run_id,
+                               {"approve": approve, "approver": who, "comment": comment})
+            console.print(f"{'approved' if approve else 'denied'} by {who}; waiting for the run")
+            snap = prefect_api.wait(settings, run_id, wait, until_paused=False)
+    except IndexPairError as exc:
+        _fail(exc)
+    _report_run(snap)
+
+
+@app.command()
+def approve(run_id: str,
+            approver: Annotated[str | None, typer.Option(help="Who approves")] = None,
+            comment: Annotated[str, typer.Option(help="Why")] = "",
+            wait: Annotated[float, typer.Option(help="Seconds to wait for the switch")] = 600,
+            ) -> None:
+    """Approve a candidate waiting in RUN_ID (the same API the Prefect UI form uses)."""
+    _decide(run_id, True, approver, comment, wait)
+
+
+@app.command()
+def deny(run_id: str,
+         approver: Annotated[str | None, typer.Option(help="Who denies")] = None,
+         comment: Annotated[str, typer.Option(help="Why")] = "",
+         wait: Annotated[float, typer.Option(help="Seconds to wait for the clean-up")] = 600,
+         ) -> None:
+    """Deny a candidate waiting in RUN_ID; its collection is removed."""
+    _decide(run_id, False, approver, comment, wait)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False
+           ) -> None:
+    """Alias → collection → model version, and every managed collection with its state."""
+    from indexpair.query import collect_status
+
+    try:
+        data = collect_status(_settings())
+    except IndexPairError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    aliases = Table("alias", "collection", "model", "version", title="Aliases")
+    for name, a in data["aliases"].items():
+        aliases.add_row(name, a["collection"], a["model_name"], a["model_version"])
+    console.print(aliases)
+    cols = Table("collection", "state", "model", "version", "rows", "created", "aliases",
+                 "reason", title="Managed collections")
+    for c in data["collections"]:
+        cols.add_row(c["name"], c["state"], c["model_name"], c["model_version"], str(c["rows"]),
+                     c["created_at"], ",".join(c["aliases"]), c["reason"][:60])
+    console.print(cols)
+    for model, registry_aliases in data["mlflow_aliases"].items():
+        console.print(f"MLflow {model}: " + ", ".join(
+            f"{a}→v{v}" if v else f"{a}→none" for a, v in registry_aliases.items()))
+
+
+@app.command()
+def search(text: str, k: Annotated[int, typer.Option("-k", "--k", help="How many hits")] = 5,
+           alias: Annotated[str | None, typer.Option(help="Alias to search")] = None) -> None:
+    """Search through the production alias with the model of the pair behind it."""
+    from indexpair.query import PairSearcher
+
+    settings = _settings()
+    try:
+        searcher = PairSearcher(settings, alias)
+        response = searcher.search(text, k)
+        searcher.close()
+    except IndexPairError as exc:
+        _fail(exc)
+    table = Table("rank", "id", "score", title=f"{text!r} via {response.alias} → "
+                  f"{response.collection} ({response.model_name} v{response.model_version})")
+    for rank, hit in enumerate(response.hits, 1):
+        table.add_row(str(rank), hit.id, f"{hit.score:.4f}")
+    console.print(table)
+
+
+@app.command()
+def cleanup() -> None:
+    """Remove builds whose flow run ended without finishing them (e.g. approval timeout)."""
+    from indexpair.gateways import prefect as prefect_api
+    from tasks.promotion import reap_abandoned
+
+    settings = _settings()
+    with prefect_api.prefect_api(settings):
+        reaped = reap_abandoned(settings)
+    console.print("removed: " + (", ".join(reaped) or "nothing abandoned"))
+
+
+@app.command()
+def demo() -> None:
+    """The whole mission on the embedded stack (what `make demo` runs)."""
+    from demo.run import run_demo
+
+    try:
+        run_demo(_settings(), PROJECT_DIR, console)
+    except IndexPairError as exc:
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,49 @@
+"""Typed errors. Each message names the value at fault."""
+
+
+class IndexPairError(Exception):
+    """Base class for every error indexpair raises on purpose."""
+
+
+class ConfigError(IndexPairError):
+    """A setting or parameter has a value that cannot work."""
+
+
+class InvalidNameError(IndexPairError):
+    """A collection or alias name that Milvus would reject."""
+
+
+class RegistryError(IndexPairError):
+    """The MLflow registry has no such model, version or alias."""
+
+
+class SourceDataError(IndexPairError):
+    """The source corpus is empty, malformed, or has bad ids or text."""
+
+
+class GoldenQueryError(IndexPairError):
+    """The golden-query file is malformed or names unknown ids."""
+
+
+class ModelOutputError(IndexPairError):
+    """The embedding model returned vectors that cannot be indexed."""
+
+
+class BuildError(IndexPairError):
+    """The collection build did not produce what the source promised."""
+
+
+class ValidationFailed(IndexPairError):
+    """Golden-query validation rejected the candidate pair."""
+
+
+class PromotionConflict(IndexPairError):
+    """The production alias moved since validation (compare-and-swap refused)."""
+
+
+class PairNotFound(IndexPairError):
+    """An alias or collection is missing or carries no pair metadata."""
+
+
+class StackError(IndexPairError):
+    """A local service failed to start, stop or answer its health check."""

@@ -1,0 +1,1 @@
+"""One small module per external system: Milvus, MLflow, the Prefect API."""

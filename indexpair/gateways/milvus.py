@@ -1,0 +1,189 @@
+"""The Milvus gateway: every call indexpair makes to Milvus goes through here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from indexpair.errors import BuildError, PairNotFound
+from indexpair.pair import PairMetadata, PairState, check_name, is_managed, now_iso
+from indexpair.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ID_FIELD = "id"
+HASH_FIELD = "content_hash"
+VECTOR_FIELD = "vector"
+ID_MAX_LENGTH = 256
+HNSW_PARAMS = {"M": 16, "efConstruction": 200}
+SEARCH_EF = 128
+# Status codes a server answers while it is starting, overloaded or briefly unreachable.
+RETRIABLE_CODES = {1, 2, 8, 25, 65535}
+
+
+def _retrying(call: Callable[[], T], what: str, attempts: int = 4) -> T:
+    """Run ``call``; retry transient Milvus errors with exponential backoff."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except MilvusException as exc:
+            if exc.code not in RETRIABLE_CODES or attempt == attempts:
+                raise
+            delay = 0.5 * 2 ** (attempt - 1)
+            log.warning("Milvus %s failed (%s); retry %d in %.1fs", what, exc, attempt, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class MilvusGateway:
+    """Thin, typed access to the Milvus operations indexpair needs."""
+
+    def __init__(self, settings: Settings) -> None:
+        token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
+        self.uri = settings.milvus_uri
+        self.client = MilvusClient(uri=settings.milvus_uri, token=token,
+                                   timeout=settings.milvus_timeout_s)
+
+    def close(self) -> None:
+        """Release the connection."""
+        self.client.close()
+
+    # -- collections and their pair metadata ---------------------------------------------
+    def create_pair_collection(self, name: str, meta: PairMetadata) -> None:
+        """Create the versioned collection with its schema, HNSW index and pair properties."""
+        check_name(name)
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(ID_FIELD, DataType.VARCHAR, is_primary=True, max_length=ID_MAX_LENGTH)
+        schema.add_field(HASH_FIELD, DataType.VARCHAR, max_length=64)
+        schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=meta.dim)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name=VECTOR_FIELD, index_type="HNSW", metric_type=meta.metric,
+                        params=HNSW_PARAMS)
+        _retrying(lambda: self.client.create_collection(
+            name, schema=schema, index_params=index, properties=meta.to_properties()),
+            f"create_collection {name}")
+
+    def exists(self, name: str) -> bool:
+        """True when the collection exists."""
+        return bool(_retrying(lambda: self.client.has_collection(name), "has_collection"))
+
+    def properties(self, name: str) -> dict[str, str]:
+        """Raw collection properties."""
+        info = _retrying(lambda: self.client.describe_collection(name), "describe_collection")
+        return dict(info.get("properties") or {})
+
+    def read_pair(self, name: str) -> PairMetadata:
+        """Pair metadata of a collection.
+
+        Raises:
+            PairNotFound: the collection is missing or was not built by indexpair.
+        """
+        if not self.exists(name):
+            raise PairNotFound(f"collection {name!r} does not exist in Milvus at {self.uri}")
+        return PairMetadata.from_properties(name, self.properties(name))
+
+    def update_pair(self, name: str, **changes: str) -> None:
+        """Change pair properties (state, reason, timestamps); stamps ``updated_at``."""
+        props = {f"indexpair.{k}": str(v) for k, v in changes.items()}
+        props["indexpair.updated_at"] = now_iso()
+        _retrying(lambda: self.client.alter_collection_properties(name, properties=props),
+                  "alter_collection_properties")
+
+    def set_state(self, name: str, state: PairState, reason: str = "") -> None:
+        """Move a pair to ``state``; ``reason`` says why when it is a failure."""
+        changes: dict[str, str] = {"state": state.value}
+        if reason:
+            changes["reason"] = reason[:1000]
+        self.update_pair(name, **changes)
+
+    def list_pairs(self) -> list[tuple[str, PairMetadata]]:
+        """Every collection indexpair built, sorted by creation time. Others are ignored."""
+        pairs = []
+        for name in _retrying(self.client.list_collections, "list_collections"):
+            props = self.properties(name)
+            if is_managed(props):
+                pairs.append((name, PairMetadata.from_properties(name, props)))
+        return sorted(pairs, key=lambda p: (p[1].created_at, p[0]))
+
+    def drop(self, name: str) -> bool:
+        """Drop a collection that no alias points at. Already gone counts as done.
+
+        Returns:
+            True when something was dropped.
+        """
+        if not self.exists(name):
+            return False
+        for alias in self.aliases_of(name):
+            raise BuildError(f"refusing to drop {name!r}: alias {alias!r} points at it")
+        _retrying(lambda: self.client.drop_collection(name), f"drop_collection {name}")
+        return True
+
+    # -- rows -----------------------------------------------------------------------------
+    def insert(self, name: str, ids: Sequence[str], hashes: Sequence[str],
+               vectors: np.ndarray) -> int:
+        """Insert (upsert, so a retried batch never duplicates) one batch of rows."""
+        rows = [{ID_FIELD: i, HASH_FIELD: h, VECTOR_FIELD: v}
+                for i, h, v in zip(ids, hashes, vectors.tolist(), strict=True)]
+        result = _retrying(lambda: self.client.upsert(name, rows), f"upsert into {name}")
+        return int(result.get("upsert_count", len(rows)))
+
+    def finalize(self, name: str) -> int:
+        """Flush, load, and return the persisted row count."""
+        _retrying(lambda: self.client.flush(name), f"flush {name}")
+        _retrying(lambda: self.client.load_collection(name), f"load {name}")
+        stats = _retrying(lambda: self.client.get_collection_stats(name), "stats")
+        return int(stats.get("row_count", 0))
+
+    def row_count(self, name: str) -> int:
+        """Row count from collection statistics."""
+        stats = _retrying(lambda: self.client.get_collection_stats(name), "stats")
+        return int(stats.get("row_count", 0))
+
+    def is_loaded(self, name: str) -> bool:
+        """True when the collection is loaded for search."""
+        state = self.client.get_load_state(name).get("state")
+        return str(state).endswith("Loaded") and "NotLoad" not in str(state)
+
+    def search(self, name: str, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Top-k (id, score) per query vector, searched in one concrete collection."""
+        res = _retrying(lambda: self.client.search(
+            name, data=vectors.astype(np.float32).tolist(), limit=k, anns_field=VECTOR_FIELD,
+            output_fields=[ID_FIELD], search_params={"params": {"ef": max(SEARCH_EF, k)}}),
+            f"search {name}")
+        return [[(str(hit["id"]), float(hit["distance"])) for hit in hits] for hits in res]
+
+    def fetch(self, name: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Rows by primary key (id, content hash, vector)."""
+        id_list = list(ids)
+        quoted = ", ".join('"' + i.replace('"', '\\"') + '"' for i in id_list)
+        rows = self.client.query(name, filter=f"{ID_FIELD} in [{quoted}]",
+                                 output_fields=[ID_FIELD, HASH_FIELD, VECTOR_FIELD])
+        return {str(r[ID_FIELD]): dict(r) for r in rows}
+
+    # -- aliases --------------------------------------------------------------------------
+    def alias_target(self, alias: str) -> str | None:
+        """The collection an alias points at, or None when the alias does not exist."""
+        check_name(alias, "alias name")
+        existing = _retrying(self.client.list_aliases, "list_aliases").get("aliases", [])
+        if alias not in existing:
+            return None
+        return str(self.client.describe_alias(alias)["collection_name"])
+
+    def aliases_of(self, name: str) -> list[str]:
+        """Aliases pointing at one collection."""
+        found = _retrying(lambda: self.client.list_aliases(collection_name=name), "list_aliases")
+        return list(found.get("aliases", []))
+
+    def point_alias(self, alias: str, name: str) -> None:
+        """Create the alias the first time, re-point it after. One atomic Milvus call."""
+        check_name(alias, "alias name")
+        if self.alias_target(alias) is None:
+            self.client.create_alias(name, alias)
+        else:
+            self.client.alter_alias(name, alias)

@@ -1,0 +1,137 @@
+"""The Prefect API gateway: start runs, watch their state, resume them, hold locks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+from indexpair.errors import IndexPairError
+from indexpair.settings import Settings
+
+log = logging.getLogger(__name__)
+# States in which a promotion run still owns its candidate collection.
+ACTIVE_STATES = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"}
+WAITING_NAMES = {"Suspended", "Paused"}
+
+
+class RunSnapshot(dict[str, Any]):
+    """State of a flow run: id, name, state type and name, message, url."""
+
+    @property
+    def awaiting_approval(self) -> bool:
+        """True when the run is suspended for the approval form."""
+        return self["state_type"] == "PAUSED"
+
+    @property
+    def final(self) -> bool:
+        """True when the run will not change state by itself any more."""
+        return self["state_type"] not in ACTIVE_STATES
+
+
+@contextmanager
+def prefect_api(settings: Settings) -> Iterator[None]:
+    """Point Prefect's client at ``settings.prefect_api_url`` for the duration."""
+    from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+
+    updates: dict[Any, Any] = {PREFECT_API_URL: settings.prefect_api_url}
+    if settings.prefect_api_key:
+        updates[PREFECT_API_KEY] = settings.prefect_api_key.get_secret_value()
+    with temporary_settings(updates=updates):
+        yield
+
+
+def snapshot(settings: Settings, flow_run_id: str | UUID) -> RunSnapshot:
+    """Read one flow run's current state."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(str(flow_run_id)))
+    state = run.state
+    return RunSnapshot(
+        id=str(run.id), name=run.name, deployment_id=str(run.deployment_id),
+        state_type=state.type.value if state else "UNKNOWN",
+        state_name=state.name if state else "Unknown",
+        message=(state.message or "") if state else "",
+        parameters=dict(run.parameters), url=settings.flow_run_url(str(run.id)))
+
+
+def start_deployment(settings: Settings, parameters: dict[str, Any],
+                     deployment: str | None = None) -> RunSnapshot:
+    """Create a flow run of the promote deployment and return at once."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    name = deployment or settings.deployment_name
+    try:
+        run = run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+    except ObjectNotFound as exc:
+        raise IndexPairError(f"deployment {name!r} not found on {settings.prefect_api_url}; "
+                             "is the stack up (`indexpair stack up`)?") from exc
+    return snapshot(settings, run.id)
+
+
+def wait(settings: Settings, flow_run_id: str, timeout_s: float,
+         until_paused: bool = True, poll_s: float = 1.0) -> RunSnapshot:
+    """Poll a run until it is awaiting approval (if asked) or final, or the timeout passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        snap = snapshot(settings, flow_run_id)
+        if snap.final or (until_paused and snap.awaiting_approval):
+            return snap
+        if time.monotonic() >= deadline:
+            return snap
+        time.sleep(poll_s)
+
+
+def resume(settings: Settings, flow_run_id: str, run_input: dict[str, Any]) -> None:
+    """Resume a suspended run with the approval form's input (what the UI does)."""
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        resume_flow_run(UUID(flow_run_id), run_input=run_input)
+    except ObjectNotFound as exc:
+        raise IndexPairError(f"flow run {flow_run_id} does not exist") from exc
+    except Exception as exc:
+        if type(exc).__name__ == "NotPausedError":
+            state = snapshot(settings, flow_run_id)
+            raise IndexPairError(f"flow run {flow_run_id} is not awaiting approval; it is "
+                                 f"{state['state_name']}") from exc
+        raise
+
+
+def ensure_lock(name: str) -> None:
+    """Create the global concurrency limit of size 1 that serializes alias switches."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+
+
+@contextmanager
+def alias_lock(name: str, timeout_s: float = 300) -> Iterator[None]:
+    """Hold the per-alias lock (strict: a missing limit is an error, not a free pass)."""
+    from prefect.concurrency.sync import concurrency
+
+    ensure_lock(name)
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_s):
+        yield
+
+
+def run_is_active(flow_run_id: str) -> tuple[bool, str]:
+    """Whether a flow run still runs or waits; and its state name (``missing`` if gone)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(flow_run_id))
+    except (ObjectNotFound, ValueError):
+        return False, "missing"
+    if run.state is None:
+        return False, "unknown"
+    return run.state.type.value in ACTIVE_STATES, f"{run.state.name}: {run.state.message or ''}"

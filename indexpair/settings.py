@@ -1,0 +1,106 @@
+"""One Settings object, read from the environment once at the entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from indexpair.errors import ConfigError
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "changethis", "secret", "password", "xxx"}
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything indexpair reads from the environment.
+
+    Standard variables keep their usual names (``MLFLOW_TRACKING_URI``, ``MILVUS_URI``,
+    ``PREFECT_API_URL``, ``AWS_*``, ``RAY_ADDRESS``); indexpair's own use ``INDEXPAIR_``.
+    Secrets are ``SecretStr`` and have no defaults.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="INDEXPAIR_", extra="ignore", frozen=True)
+
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5000", validation_alias=_env("MLFLOW_TRACKING_URI")
+    )
+    milvus_uri: str = Field("http://127.0.0.1:19530", validation_alias=_env("MILVUS_URI"))
+    milvus_token: SecretStr | None = Field(None, validation_alias=_env("MILVUS_TOKEN"))
+    milvus_timeout_s: float = 30.0
+    prefect_api_url: str = Field(
+        "http://127.0.0.1:4200/api", validation_alias=_env("PREFECT_API_URL")
+    )
+    prefect_api_key: SecretStr | None = Field(None, validation_alias=_env("PREFECT_API_KEY"))
+    aws_access_key_id: SecretStr | None = Field(None, validation_alias=_env("AWS_ACCESS_KEY_ID"))
+    aws_secret_access_key: SecretStr | None = Field(
+        None, validation_alias=_env("AWS_SECRET_ACCESS_KEY")
+    )
+    aws_endpoint_url: str | None = Field(None, validation_alias=_env("AWS_ENDPOINT_URL"))
+    aws_region: str = Field("us-east-1", validation_alias=_env("AWS_DEFAULT_REGION", "AWS_REGION"))
+    ray_address: str | None = Field(None, validation_alias=_env("RAY_ADDRESS"))
+
+    production_alias: str = "products"
+    staging_model_alias: str = "staging"
+    production_model_alias: str = "production"
+    state_dir: Path = Path(".indexpair")
+    work_pool: str = "indexpair-local"
+    deployment_name: str = "promote/promote"
+
+    embed_batch_size: int = Field(256, ge=1)
+    embed_actors: int = Field(1, ge=1)
+    embed_num_gpus: float = Field(0.0, ge=0)
+    embed_threads: int | None = Field(
+        None, ge=1, description="Torch threads per actor; default: cores / actors")
+    insert_batch_size: int = Field(1000, ge=1)
+
+    @field_validator("milvus_token", "aws_secret_access_key", "prefect_api_key")
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("is a placeholder value; set the real secret or leave it unset")
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def prefect_ui_url(self) -> str:
+        """The Prefect UI base URL derived from the API URL."""
+        base = self.prefect_api_url.rstrip("/")
+        return base[: -len("/api")] if base.endswith("/api") else base
+
+    def flow_run_url(self, flow_run_id: str) -> str:
+        """Link to a flow run in the Prefect UI."""
+        return f"{self.prefect_ui_url}/runs/flow-run/{flow_run_id}"
+
+    def lock_name(self, alias: str) -> str:
+        """Global concurrency limit that serializes switches of one alias."""
+        return f"indexpair-alias-{alias}"
+
+
+def load_settings() -> Settings:
+    """Build the settings from the environment, turning validation errors into ConfigError."""
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        raise ConfigError(f"invalid indexpair settings: {exc}") from exc
+
+
+def loopback_port(uri: str, what: str) -> int:
+    """Port of a loopback URI, for the local stack; refuses remote hosts."""
+    parsed = urlparse(uri)
+    if parsed.hostname not in {"127.0.0.1", "localhost", "::1"}:
+        raise ConfigError(
+            f"{what}={uri!r} points at a remote host; the local stack only starts loopback services"
+        )
+    if parsed.port is None:
+        raise ConfigError(f"{what}={uri!r} has no port")
+    return parsed.port

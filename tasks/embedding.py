@@ -1,0 +1,182 @@
+"""Embedding stage: Ray Data parallel embedding, streamed into Milvus insertion."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.logging import get_run_logger
+
+from indexpair.errors import IndexPairError, ModelOutputError
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.settings import Settings
+from tasks.registry import ModelProbe
+from tasks.source import SourceSpec, content_hash, document_texts, filesystem, source_format
+
+log = logging.getLogger(__name__)
+RAY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+class BatchEmbedder:
+    """Ray Data callable class: loads the model once per actor, then embeds batches."""
+
+    def __init__(self, model_path: str, model_uri: str, tracking_uri: str, label: str,
+                 id_field: str, text_fields: list[str], threads: int) -> None:
+        import torch
+
+        # Ray gives each actor OMP_NUM_THREADS=1; the model should use its share of cores.
+        torch.set_num_threads(threads)
+        if not Path(model_path, "MLmodel").exists():  # another node of a Ray cluster
+            import mlflow
+
+            mlflow.set_tracking_uri(tracking_uri)
+            model_path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+        self.model = registry.load_model(model_path)
+        self.label = label
+        self.id_field = id_field
+        self.text_fields = text_fields
+
+    def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
+        texts = document_texts({f: batch[f] for f in self.text_fields}, self.text_fields)
+        vectors = registry.encode(self.model, texts, self.label)
+        return {"id": batch[self.id_field].astype(str).to_numpy(dtype=object),
+                "content_hash": np.array([content_hash(t) for t in texts], dtype=object),
+                "vector": vectors}
+
+
+def _find_cause(exc: BaseException) -> IndexPairError | None:
+    """Ray wraps errors raised in actors; find ours in the chain."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        cur = stack.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, IndexPairError):
+            return cur
+        stack += [cur.__cause__, cur.__context__, getattr(cur, "cause", None)]
+    return None
+
+
+def embed_threads(settings: Settings) -> int:
+    """Torch threads per embedding actor."""
+    return settings.embed_threads or max(1, (os.cpu_count() or 1) // settings.embed_actors)
+
+
+def init_ray(settings: Settings) -> None:
+    """Connect to ``RAY_ADDRESS`` or start a local Ray, quietly."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+                              "runtime_env": {"env_vars": RAY_ENV}}
+    if settings.ray_address:
+        kwargs["address"] = settings.ray_address
+    else:
+        kwargs["object_store_memory"] = 512 * 1024 * 1024
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(**kwargs)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
+    """A Ray dataset over the id and text columns of the source."""
+    import ray.data
+
+    fs, path = filesystem(settings, spec.uri)
+    columns = [spec.id_field, *spec.text_fields]
+    fmt = source_format(spec.uri)
+    if fmt == "parquet":
+        return ray.data.read_parquet(path, filesystem=fs, columns=columns)
+    ds = (ray.data.read_csv(path, filesystem=fs) if fmt == "csv"
+          else ray.data.read_json(path, filesystem=fs, lines=True))
+    return ds.select_columns(columns)
+
+
+def embed_into(settings: Settings, spec: SourceSpec, model: ModelProbe, collection: str,
+               on_progress: Callable[[int], None]) -> int:
+    """Embed the whole source with a Ray actor pool and insert it, batch by batch.
+
+    Writes come from this one process, so writes to the collection are serialized
+    (what Milvus Lite needs); upserts keyed by id make a repeated batch harmless.
+
+    Returns:
+        The number of rows inserted.
+    """
+    import ray.data
+
+    init_ray(settings)
+    ds = read_dataset(settings, spec).map_batches(
+        BatchEmbedder,
+        fn_constructor_kwargs={"model_path": model.local_path, "model_uri": model.ref.uri,
+                               "tracking_uri": settings.mlflow_tracking_uri,
+                               "label": model.label, "id_field": spec.id_field,
+                               "text_fields": spec.text_fields,
+                               "threads": embed_threads(settings)},
+        batch_size=settings.embed_batch_size, batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=settings.embed_actors),
+        num_gpus=settings.embed_num_gpus or None)
+    gateway = MilvusGateway(settings)
+    inserted = 0
+    try:
+        for batch in ds.iter_batches(batch_size=settings.insert_batch_size,
+                                     batch_format="numpy"):
+            vectors = np.asarray(batch["vector"], dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[1] != model.dim:
+                raise ModelOutputError(f"{model.label} returned vectors of shape "
+                                       f"{vectors.shape}; collection {collection!r} expects "
+                                       f"{model.dim}-dim")
+            inserted += gateway.insert(collection, [str(i) for i in batch["id"]],
+                                       [str(h) for h in batch["content_hash"]], vectors)
+            on_progress(inserted)
+    except Exception as exc:
+        cause = _find_cause(exc)
+        if cause is not None and cause is not exc:
+            raise type(cause)(str(cause)) from exc
+        raise
+    finally:
+        gateway.close()
+    return inserted
+
+
+@task(name="embed-and-insert", persist_result=True)
+def embed_and_insert(settings: Settings, spec: SourceSpec, model: ModelProbe,
+                     collection: str, expected_rows: int) -> int:
+    """Ray-parallel embedding streamed into Milvus, with a progress artifact in the UI."""
+    logger = get_run_logger()
+    artifact = create_progress_artifact(
+        0.0, key=f"embed-{collection.replace('_', '-')}",
+        description=f"Embedding {expected_rows} rows into {collection}")
+    started = last = time.monotonic()
+    marks = {int(expected_rows * p / 10) for p in range(1, 11)}
+
+    def progress(done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 2 or done >= expected_rows:
+            update_progress_artifact(artifact, min(100.0, 100.0 * done / expected_rows))
+            last = now
+        if any(done >= m > done - settings.insert_batch_size for m in marks):
+            rate = done / max(now - started, 1e-6)
+            logger.info("embedded %d/%d rows (%.0f rows/s)", done, expected_rows, rate)
+
+    try:
+        rows = embed_into(settings, spec, model, collection, progress)
+    finally:
+        import ray
+
+        ray.shutdown()
+    logger.info("inserted %d rows into %s in %.1fs", rows, collection,
+                time.monotonic() - started)
+    return rows

@@ -1,0 +1,57 @@
+"""Registry stage: which model version to build, and what MLflow learns about the build."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from indexpair.errors import ModelOutputError
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.settings import Settings
+
+
+class ModelProbe(BaseModel):
+    """A model version ready to build with: where it lies locally and what it outputs."""
+
+    ref: ModelVersionRef
+    local_path: str
+    dim: int
+
+    @property
+    def label(self) -> str:
+        """Human name used in messages: ``model product-embedder v2``."""
+        return f"model {self.ref.name} v{self.ref.version}"
+
+
+@task(name="resolve-model-version", persist_result=True)
+def resolve_model_version(settings: Settings, model_name: str,
+                          model_version: str | None) -> ModelVersionRef:
+    """Resolve the version to build (explicit, staging alias, or legacy stage)."""
+    ref = registry.resolve_version(settings, model_name, model_version)
+    get_run_logger().info("building %s v%s (resolved by %s)", ref.name, ref.version,
+                          ref.resolved_by)
+    return ref
+
+
+def probe(settings: Settings, ref: ModelVersionRef, sample: list[str]) -> ModelProbe:
+    """Download the model, encode a sample, and learn its output width.
+
+    Raises:
+        ModelOutputError: the output is malformed or disagrees with the declared signature.
+    """
+    path = registry.download_model(settings, ref)
+    label = f"model {ref.name} v{ref.version}"
+    vectors = registry.encode(registry.load_model(path), sample, label)
+    dim = int(vectors.shape[1])
+    if ref.declared_dim is not None and dim != ref.declared_dim:
+        raise ModelOutputError(f"{label} returned {dim}-dim vectors; its signature declares "
+                               f"{ref.declared_dim}")
+    return ModelProbe(ref=ref, local_path=str(path), dim=dim)
+
+
+@task(name="probe-model", persist_result=True)
+def probe_model(settings: Settings, ref: ModelVersionRef, sample: list[str]) -> ModelProbe:
+    """Task wrapper of :func:`probe`."""
+    return probe(settings, ref, sample)

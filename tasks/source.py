@@ -1,0 +1,179 @@
+"""Source stage: read the corpus (local or S3; Parquet, CSV, JSONL) and check it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pds
+import pyarrow.fs as pafs
+from prefect import task
+from pydantic import BaseModel, Field
+
+from indexpair.errors import SourceDataError
+from indexpair.settings import Settings
+from tasks.validation import GoldenSet, check_golden_ids
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json",
+           ".json": "json", ".ndjson": "json"}
+TEXT_JOIN = ". "
+
+
+class SourceSpec(BaseModel):
+    """Where the corpus is and which columns make a document."""
+
+    uri: str = Field(description="Local path or s3://bucket/key of a Parquet, CSV or JSONL file")
+    id_field: str = Field("id", description="Column holding the unique document id")
+    text_fields: list[str] = Field(["title", "description"], min_length=1,
+                                   description="Columns joined with '. ' into the text to embed")
+
+
+class SourceSummary(BaseModel):
+    """What the build needs to know about the source before embedding."""
+
+    uri: str
+    format: str
+    rows: int
+    fingerprint: str
+
+
+def source_format(uri: str) -> str:
+    """File format from the URI's extension."""
+    for ext, fmt in FORMATS.items():
+        if uri.lower().endswith(ext):
+            return fmt
+    raise SourceDataError(f"source {uri!r} has an unknown extension; "
+                          f"use one of {', '.join(sorted(FORMATS))}")
+
+
+def filesystem(settings: Settings, uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow filesystem and path for a local path or an ``s3://`` URI."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        endpoint = urlparse(settings.aws_endpoint_url) if settings.aws_endpoint_url else None
+        fs = pafs.S3FileSystem(
+            access_key=(settings.aws_access_key_id.get_secret_value()
+                        if settings.aws_access_key_id else None),
+            secret_key=(settings.aws_secret_access_key.get_secret_value()
+                        if settings.aws_secret_access_key else None),
+            region=settings.aws_region,
+            endpoint_override=endpoint.netloc if endpoint else None,
+            scheme=endpoint.scheme if endpoint else "https",
+            connect_timeout=10, request_timeout=30)
+        return fs, f"{parsed.netloc}{parsed.path}"
+    if parsed.scheme not in ("", "file"):
+        raise SourceDataError(f"source {uri!r}: scheme {parsed.scheme!r} is not supported")
+    return pafs.LocalFileSystem(), parsed.path if parsed.scheme == "file" else uri
+
+
+def open_dataset(settings: Settings, spec: SourceSpec) -> pds.Dataset:
+    """A pyarrow dataset over the source, with its columns checked."""
+    fmt = source_format(spec.uri)
+    fs, path = filesystem(settings, spec.uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise SourceDataError(f"source {spec.uri!r} does not exist")
+    try:
+        dataset = pds.dataset(path, filesystem=fs, format=fmt)
+        names = set(dataset.schema.names)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceDataError(f"source {spec.uri!r} cannot be read as {fmt}: {exc}") from exc
+    missing = [c for c in [spec.id_field, *spec.text_fields] if c not in names]
+    if missing:
+        raise SourceDataError(f"source {spec.uri!r} has no column(s) {missing}; "
+                              f"it has {sorted(names)}")
+    return dataset
+
+
+def iter_batches(settings: Settings, spec: SourceSpec,
+                 batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+    """Stream the id and text columns of the source."""
+    dataset = open_dataset(settings, spec)
+    yield from dataset.to_batches(columns=[spec.id_field, *spec.text_fields],
+                                  batch_size=batch_size)
+
+
+def fingerprint(settings: Settings, uri: str) -> str:
+    """Content fingerprint: S3 ETag/version when the store gives one, else SHA-256 of bytes."""
+    fs, path = filesystem(settings, uri)
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path) as stream:
+        meta = stream.metadata() if hasattr(stream, "metadata") else {}
+        etag = meta.get(b"ETag") or meta.get("ETag") if meta else None
+        if etag:
+            return f"etag:{etag.decode() if isinstance(etag, bytes) else etag}"
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def check_source(settings: Settings, spec: SourceSpec) -> tuple[SourceSummary, set[str]]:
+    """Stream the source once: ids present, unique, texts non-null; count rows.
+
+    Returns:
+        The summary and the set of ids (for checking golden queries against).
+
+    Raises:
+        SourceDataError: naming the row and value at fault.
+    """
+    seen: set[str] = set()
+    row = 0
+    for batch in iter_batches(settings, spec):
+        ids = batch.column(spec.id_field)
+        if ids.null_count:
+            first = row + int(pc.index(pc.is_null(ids), True).as_py())
+            raise SourceDataError(f"source {spec.uri!r} row {first} has no {spec.id_field!r}")
+        for field in spec.text_fields:
+            col = batch.column(field)
+            if col.null_count:
+                at = int(pc.index(pc.is_null(col), True).as_py())
+                raise SourceDataError(
+                    f"source {spec.uri!r} row {row + at} (id {ids[at].as_py()!r}) has null "
+                    f"{field!r}")
+        for i, value in enumerate(ids.to_pylist()):
+            key = str(value)
+            if not key.strip():
+                raise SourceDataError(f"source {spec.uri!r} row {row + i} has an empty id")
+            if key in seen:
+                raise SourceDataError(f"source {spec.uri!r} has duplicate id {key!r} "
+                                      f"(again at row {row + i})")
+            seen.add(key)
+        row += batch.num_rows
+    if row == 0:
+        raise SourceDataError(f"source {spec.uri!r} is empty: nothing to index")
+    uri = spec.uri if "://" in spec.uri else str(Path(spec.uri).resolve())
+    summary = SourceSummary(uri=uri, format=source_format(spec.uri), rows=row,
+                            fingerprint=fingerprint(settings, spec.uri))
+    return summary, seen
+
+
+def document_texts(batch: pa.RecordBatch | dict, text_fields: list[str]) -> list[str]:
+    """The text embedded for each row: the text fields joined with '. '."""
+    columns = [[str(v) for v in (batch.column(f).to_pylist() if isinstance(batch, pa.RecordBatch)
+                                 else list(batch[f]))] for f in text_fields]
+    return [TEXT_JOIN.join(parts) for parts in zip(*columns, strict=True)]
+
+
+def content_hash(text: str) -> str:
+    """Hash of the embedded text, stored per row so refreshes can skip unchanged rows."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sample_texts(settings: Settings, spec: SourceSpec, n: int = 8) -> list[str]:
+    """The first ``n`` documents' texts (to probe the model before building)."""
+    for batch in iter_batches(settings, spec, batch_size=n):
+        return document_texts(batch, spec.text_fields)
+    raise SourceDataError(f"source {spec.uri!r} is empty: nothing to index")
+
+
+@task(name="inspect-source", persist_result=True)
+def inspect_source(settings: Settings, spec: SourceSpec,
+                   golden: GoldenSet) -> tuple[SourceSummary, list[str]]:
+    """Check the source (and the golden ids against it); return its summary and a sample."""
+    summary, ids = check_source(settings, spec)
+    check_golden_ids(golden, ids, spec.uri)
+    return summary, sample_texts(settings, spec)

@@ -1,0 +1,67 @@
+"""Shared fixtures: a real local stack (Milvus Lite, MLflow, Prefect + worker) on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from indexpair.settings import Settings, load_settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_DIR / "demo" / "data"
+MODEL_NAME = "product-embedder"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Start the whole embedded stack once per session, on free ports; always stop it."""
+    from indexpair import stack
+
+    state = tmp_path_factory.mktemp("indexpair-state")
+    env = {
+        "INDEXPAIR_STATE_DIR": str(state),
+        "MILVUS_URI": f"http://127.0.0.1:{free_port()}",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings = load_settings()
+    try:
+        stack.up(settings, PROJECT_DIR)
+        yield settings
+    finally:
+        stack.down(settings)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def demo_versions(stack_settings: Settings) -> dict[str, str]:
+    """The three demo model versions (TF-IDF, MiniLM, broken) registered in MLflow."""
+    import mlflow
+    import pandas as pd
+
+    from demo.models import register_demo_models
+
+    mlflow.set_tracking_uri(stack_settings.mlflow_tracking_uri)
+    catalog = pd.read_parquet(DATA_DIR / "products.parquet")
+    return register_demo_models(MODEL_NAME, catalog, stack_settings.state_dir / "demo-models")

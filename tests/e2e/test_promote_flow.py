@@ -1,0 +1,132 @@
+"""The promote flow end to end: real Prefect server + worker, Milvus Lite, MLflow, Ray."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways import prefect as prefect_api
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.pair import PairState
+from indexpair.query import PairSearcher
+from indexpair.settings import Settings
+from tasks.promotion import reap_abandoned
+from tests.conftest import MODEL_NAME
+from tests.e2e.conftest import build_name, decide, promotion_params, start
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def test_approve_moves_alias_and_mirrors_mlflow(stack_settings: Settings, milvus: MilvusGateway,
+                                                demo_versions: dict[str, str]) -> None:
+    alias = "e2e_approve"
+    first = start(stack_settings, promotion_params(demo_versions["tfidf"], alias))
+    assert first["state_type"] == "PAUSED", first
+    v1 = build_name(first, demo_versions["tfidf"])
+    assert milvus.read_pair(v1).state == PairState.AWAITING_APPROVAL
+    assert milvus.alias_target(alias) is None  # nothing changes before approval
+    assert decide(stack_settings, first, approve=True)["state_type"] == "COMPLETED"
+    assert milvus.alias_target(alias) == v1
+
+    second = start(stack_settings, promotion_params(demo_versions["minilm"], alias))
+    v2 = build_name(second, demo_versions["minilm"])
+    done = decide(stack_settings, second, approve=True, approver="alice")
+    assert done["state_type"] == "COMPLETED", done
+
+    assert milvus.alias_target(alias) == v2
+    pair = milvus.read_pair(v2)
+    assert (pair.state, pair.model_version, pair.dim) == (PairState.LIVE, demo_versions["minilm"],
+                                                          384)
+    assert pair.source_rows == milvus.row_count(v2) > 0
+    assert pair.source_fingerprint.startswith("sha256:")
+    assert milvus.read_pair(v1).state == PairState.PREVIOUS
+    assert milvus.read_pair(v1).previous_since
+    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["minilm"])
+    assert tags["indexpair.status"] == "live"
+    assert tags["indexpair.collection"] == v2
+    assert tags["indexpair.approved_by"] == "alice"
+    assert float(tags["indexpair.recall_at_10"]) > 0.5
+    assert registry.alias_version(stack_settings, MODEL_NAME,
+                                  stack_settings.production_model_alias) == demo_versions["minilm"]
+    searcher = PairSearcher(stack_settings, alias)
+    response = searcher.search("waterproof hiking boots", k=5)
+    searcher.close()
+    assert (response.collection, response.model_version) == (v2, demo_versions["minilm"])
+    assert len(response.hits) == 5
+
+
+def test_deny_removes_candidate_and_keeps_alias(stack_settings: Settings, milvus: MilvusGateway,
+                                                demo_versions: dict[str, str],
+                                                base_alias: str) -> None:
+    live_before = milvus.alias_target(base_alias)
+    snap = start(stack_settings, promotion_params(demo_versions["minilm"], base_alias))
+    candidate = build_name(snap, demo_versions["minilm"])
+    assert milvus.exists(candidate)
+    done = decide(stack_settings, snap, approve=False, approver="bob")
+    assert (done["state_type"], done["state_name"]) == ("COMPLETED", "Denied")
+    assert "denied by bob" in done["message"]
+    assert not milvus.exists(candidate)
+    assert milvus.alias_target(base_alias) == live_before
+    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["minilm"])
+    assert "denied by bob" in tags["indexpair.reject_reason"]
+    assert tags["indexpair.rejected_collection"] == candidate
+
+
+def test_broken_model_is_rejected_by_validation(stack_settings: Settings,
+                                                milvus: MilvusGateway,
+                                                demo_versions: dict[str, str],
+                                                base_alias: str) -> None:
+    live_before = milvus.alias_target(base_alias)
+    snap = start(stack_settings, promotion_params(demo_versions["broken"], base_alias))
+    assert snap["state_type"] == "FAILED", snap
+    assert "ValidationFailed" in snap["message"]
+    assert "recall_at_k" in snap["message"]
+    assert not milvus.exists(build_name(snap, demo_versions["broken"]))
+    assert milvus.alias_target(base_alias) == live_before
+    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["broken"])
+    assert tags["indexpair.status"] == "rejected"
+    assert "ValidationFailed" in tags["indexpair.reject_reason"]
+
+
+def test_approval_timeout_fails_run_and_build_is_cleaned(stack_settings: Settings,
+                                                          milvus: MilvusGateway,
+                                                          demo_versions: dict[str, str],
+                                                          base_alias: str) -> None:
+    live_before = milvus.alias_target(base_alias)
+    snap = start(stack_settings, promotion_params(demo_versions["tfidf"], base_alias,
+                                                  approval_timeout_s=3))
+    assert snap["state_type"] == "PAUSED", snap
+    candidate = build_name(snap, demo_versions["tfidf"])
+    with prefect_api.prefect_api(stack_settings):
+        deadline = time.monotonic() + 120
+        while not (state := prefect_api.snapshot(stack_settings, snap["id"])).final:
+            assert time.monotonic() < deadline, state
+            time.sleep(1)
+        assert state["state_type"] == "FAILED", state
+        assert milvus.read_pair(candidate).state == PairState.AWAITING_APPROVAL
+        assert candidate in reap_abandoned(stack_settings)
+    assert not milvus.exists(candidate)
+    assert milvus.alias_target(base_alias) == live_before
+    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["tfidf"])
+    assert "abandoned" in tags["indexpair.reject_reason"]
+
+
+@pytest.mark.parametrize(("params", "fragment"), [
+    ({"model_name": "no-such-model"}, "model 'no-such-model' is not registered"),
+    ({"model_version": "999"}, "has no version '999'"),
+    ({"golden_queries": "/nonexistent/golden.json"}, "does not exist"),
+    ({"source": {"uri": "/nonexistent/products.parquet"}}, "does not exist"),
+    ({"alias": "bad-alias"}, "not a valid Milvus name"),
+])
+def test_bad_parameters_fail_clearly_and_touch_nothing(
+        stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str],
+        base_alias: str, params: dict[str, object], fragment: str) -> None:
+    before = {name for name, _ in milvus.list_pairs()}
+    live_before = milvus.alias_target(base_alias)
+    snap = start(stack_settings, promotion_params(demo_versions["tfidf"], base_alias, **params))
+    assert snap["state_type"] == "FAILED", snap
+    assert fragment in snap["message"], snap["message"]
+    assert {name for name, _ in milvus.list_pairs()} <= before
+    assert milvus.alias_target(base_alias) == live_before

@@ -1,0 +1,111 @@
+"""MLflow version resolution and Ray embedding with real models, good and faulty."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from indexpair.errors import ModelOutputError, RegistryError
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.pair import PairMetadata
+from indexpair.settings import Settings
+from tasks.embedding import embed_into
+from tasks.registry import probe
+from tasks.source import SourceSpec, check_source, sample_texts
+from tests.conftest import DATA_DIR, MODEL_NAME
+from tests.integration.conftest import FAULTY_MODEL
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+SMALL = SourceSpec(uri=str(DATA_DIR / "products_small.parquet"))
+
+
+def test_resolve_by_alias_stage_and_explicit(stack_settings: Settings,
+                                             demo_versions: dict[str, str]) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(stack_settings.mlflow_tracking_uri)
+    client.set_registered_model_alias(MODEL_NAME, "staging", demo_versions["minilm"])
+    ref = registry.resolve_version(stack_settings, MODEL_NAME)
+    assert (ref.version, ref.resolved_by) == (demo_versions["minilm"], "alias 'staging'")
+    assert ref.declared_dim == 384
+    client.delete_registered_model_alias(MODEL_NAME, "staging")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.transition_model_version_stage(MODEL_NAME, demo_versions["tfidf"], "Staging")
+    try:
+        ref = registry.resolve_version(stack_settings, MODEL_NAME)
+        assert (ref.version, ref.resolved_by) == (demo_versions["tfidf"], "stage 'Staging'")
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.transition_model_version_stage(MODEL_NAME, demo_versions["tfidf"], "None")
+    assert registry.resolve_version(stack_settings, MODEL_NAME, "1").version == "1"
+
+
+@pytest.mark.parametrize(("name", "version", "fragment"), [
+    ("nobody-registered-this", None, "'nobody-registered-this' is not registered"),
+    (MODEL_NAME, "4242", "has no version '4242'"),
+    (MODEL_NAME, None, "no version at alias 'staging' and none in the legacy stage"),
+])
+def test_resolve_errors(stack_settings: Settings, demo_versions: dict[str, str], name: str,
+                        version: str | None, fragment: str) -> None:
+    with pytest.raises(RegistryError, match=fragment):
+        registry.resolve_version(stack_settings, name, version)
+
+
+def _build(settings: Settings, fault_version: str, name: str) -> int:
+    ref = registry.resolve_version(settings, FAULTY_MODEL, fault_version)
+    model = probe(settings, ref, ["a first text", "a second text"])
+    summary, _ = check_source(settings, SMALL)
+    gateway = MilvusGateway(settings)
+    try:
+        gateway.create_pair_collection(name, PairMetadata(
+            model_name=ref.name, model_version=ref.version, model_uri=ref.uri, dim=model.dim,
+            build_id="test", source_uri=SMALL.uri, source_fingerprint=summary.fingerprint,
+            source_rows=summary.rows))
+        return embed_into(settings, SMALL, model, name, lambda done: None)
+    finally:
+        gateway.drop(name)
+        gateway.close()
+
+
+def test_ray_build_inserts_every_row_once(stack_settings: Settings,
+                                          demo_versions: dict[str, str]) -> None:
+    ref = registry.resolve_version(stack_settings, MODEL_NAME, demo_versions["tfidf"])
+    model = probe(stack_settings, ref, sample_texts(stack_settings, SMALL))
+    summary, ids = check_source(stack_settings, SMALL)
+    name = "it_ray_build_v1"
+    gateway = MilvusGateway(stack_settings)
+    try:
+        gateway.create_pair_collection(name, PairMetadata(
+            model_name=ref.name, model_version=ref.version, model_uri=ref.uri, dim=model.dim,
+            build_id="raybuild", source_uri=SMALL.uri, source_fingerprint=summary.fingerprint,
+            source_rows=summary.rows))
+        seen: list[int] = []
+        assert embed_into(stack_settings, SMALL, model, name, seen.append) == summary.rows
+        assert gateway.finalize(name) == summary.rows
+        assert seen[-1] == summary.rows
+        some = sorted(ids)[:3]
+        stored = gateway.fetch(name, some)
+        assert set(stored) == set(some)
+        assert all(len(r["content_hash"]) == 64 for r in stored.values())
+    finally:
+        gateway.drop(name)
+        gateway.close()
+
+
+@pytest.mark.parametrize(("fault", "fragment"), [
+    ("nan", "NaN or infinite values in 1 of"),
+    ("short", "vectors for"),
+    ("zero", "all-zero vectors"),
+    ("wide", "returned 64-dim vectors; its signature declares 384"),
+])
+def test_faulty_model_output_is_refused(stack_settings: Settings,
+                                        faulty_versions: dict[str, str], fault: str,
+                                        fragment: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelOutputError, match=fragment) as info:
+        _build(stack_settings, faulty_versions[fault], f"it_faulty_{fault}")
+    assert f"model {FAULTY_MODEL} v{faulty_versions[fault]}" in str(info.value)
