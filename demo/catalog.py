@@ -85,7 +85,8 @@ def _make_product(rng: random.Random, index: int, ptype: ProductType) -> dict[st
 
     shown_features = " ".join(_FEATURE_ADJ.get(f, _title_case(f)) for f in features)
     audience_word = f"{_title_case(AUDIENCES[audience][0])} " if audience != "all" else ""
-    title = f"{brand} {audience_word}{shown_features} {_title_case(color_shown)} {_title_case(type_shown)}"
+    shown = f"{_title_case(color_shown)} {_title_case(type_shown)}"
+    title = f"{brand} {audience_word}{shown_features} {shown}"
 
     intro = rng.choice(_INTROS).format(
         type=type_shown,
@@ -152,7 +153,9 @@ def small_catalog(
     """
     rng = random.Random(seed + 1)
     kept = full[full["id"].isin(keep_ids)]
-    same_type = full[full["product_type"].isin(set(kept["product_type"])) & ~full.index.isin(kept.index)]
+    same_type = full[
+        full["product_type"].isin(set(kept["product_type"])) & ~full.index.isin(kept.index)
+    ]
     pool_hard = sorted(same_type["id"])
     rng.shuffle(pool_hard)
     chosen = set(keep_ids) | set(pool_hard[: max(0, (size - len(keep_ids)) * 2 // 3)])

@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.console import Console
 
+from deployments.promotions import answer, promotion_parameters, start_promotion
 from indexpair.errors import IndexPairError
 from indexpair.gateways import mlflow as registry
-from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.mlflow import ModelVersionRef
 from indexpair.settings import Settings
 
@@ -18,80 +18,87 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 SUSPEND_WAIT_S = 1800
 
 
-def _promote(settings: Settings, console: Console, version: str) -> dict[str, Any]:
-    """Point the staging alias at ``version`` and start the promote deployment."""
-    registry.set_alias(settings, ModelVersionRef(name=MODEL_NAME, version=version, uri=""),
-                       settings.staging_model_alias)
+def _stage(settings: Settings, console: Console, version: str) -> None:
+    """Move the MLflow staging alias, as a data scientist would."""
+    ref = ModelVersionRef(name=MODEL_NAME, version=version, uri=f"models:/{MODEL_NAME}/{version}")
+    registry.set_alias(settings, ref, settings.staging_model_alias)
     console.print(f"MLflow: {MODEL_NAME} alias '{settings.staging_model_alias}' → v{version}")
-    run = prefect_api.start_deployment(settings, {
-        "model_name": MODEL_NAME, "source": {"uri": str(DATA_DIR / "products.parquet")},
-        "golden_queries": str(DATA_DIR / "golden_queries.json")})
-    console.print(f"started promote run {run['name']}: {run['url']}")
-    snap = prefect_api.wait(settings, run["id"], SUSPEND_WAIT_S)
-    console.print(f"run {run['name']} is {snap['state_name']}"
+
+
+def _promote(settings: Settings, console: Console, version: str) -> dict[str, Any]:
+    """Stage ``version`` and start the promote deployment for whatever is at staging."""
+    _stage(settings, console, version)
+    snap = start_promotion(settings, promotion_parameters(
+        MODEL_NAME, str(DATA_DIR / "products.parquet"), str(DATA_DIR / "golden_queries.json")),
+        SUSPEND_WAIT_S)
+    console.print(f"promote run {snap['name']} ({snap['url']}) is {snap['state_name']}"
                   + (f": {snap['message']}" if snap["message"] else ""))
     return snap
 
 
 def _approve(settings: Settings, console: Console, snap: dict[str, Any], approver: str,
              comment: str) -> None:
-    if not snap.get("state_type") == "PAUSED":
+    if snap["state_type"] != "PAUSED":
         raise IndexPairError(f"run {snap['name']} should await approval but is "
                              f"{snap['state_name']}: {snap['message']}")
-    prefect_api.resume(settings, snap["id"],
-                       {"approve": True, "approver": approver, "comment": comment})
-    done = prefect_api.wait(settings, snap["id"], 600, until_paused=False)
+    done = answer(settings, snap["id"], True, approver, comment)
     if done["state_type"] != "COMPLETED":
         raise IndexPairError(f"run {snap['name']} ended {done['state_name']}: "
                              f"{done['message']}")
     console.print(f"[green]approved by {approver}[/]; run {snap['name']} completed")
 
 
-def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
-    """Stack up, demo models, v1 promoted, v2 approved, broken v3 rejected, status, search."""
+def _register(settings: Settings, console: Console) -> dict[str, str]:
     import mlflow
     import pandas as pd
 
     from demo.models import register_demo_models
-    from indexpair import stack
-    from indexpair.cli import search, status
 
-    console.rule("1. local stack (Milvus Lite, MLflow, Prefect, worker)")
-    stack.up(settings, project_dir)
-    console.print(f"Prefect UI {settings.prefect_ui_url} · MLflow UI "
-                  f"{settings.mlflow_tracking_uri} · Milvus {settings.milvus_uri}")
-    console.rule("2. demo catalog and models")
     catalog = pd.read_parquet(DATA_DIR / "products.parquet")
     console.print(f"catalog: {len(catalog)} products; golden queries: "
                   f"{DATA_DIR / 'golden_queries.json'}")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     versions = register_demo_models(MODEL_NAME, catalog, settings.state_dir / "demo-models")
     console.print("registered " + ", ".join(f"v{v} {role}" for role, v in versions.items()))
-    with prefect_api.prefect_api(settings):
-        console.rule("3. v1 (TF-IDF): build, validate, approved by this command")
-        live = registry.alias_version(settings, MODEL_NAME, settings.production_model_alias)
-        if live is None:
-            snap = _promote(settings, console, versions["tfidf"])
-            _approve(settings, console, snap, "make demo (auto-approval of the first pair)",
-                     "first pair of the demo")
-        else:
-            console.print(f"production already at v{live} from an earlier demo; skipping v1")
-        console.rule("4. v2 (all-MiniLM-L6-v2): build, validate, wait for a person")
-        snap = _promote(settings, console, versions["minilm"])
-        console.print(f"[bold yellow]v2 awaits approval[/] — open {snap['url']} and use the "
-                      f"form, or run `indexpair approve {snap['id']}`")
-        console.print("the demo now approves it through the same API the form uses")
-        _approve(settings, console, snap, "demo reviewer", "MiniLM beats TF-IDF on golden set")
-        console.rule("5. broken model (permuted weights): validation must reject it")
-        snap = _promote(settings, console, versions["broken"])
-        if snap["state_type"] == "PAUSED" or "ValidationFailed" not in snap["message"]:
-            raise IndexPairError(f"the broken model was not rejected by validation: "
-                                 f"{snap['state_name']} {snap['message']}")
-        console.print("[green]broken model rejected[/]; its collection was removed and "
-                      "production is untouched")
-        registry.set_alias(settings, ModelVersionRef(name=MODEL_NAME,
-                                                     version=versions["minilm"], uri=""),
-                           settings.staging_model_alias)
+    return versions
+
+
+def _promotions(settings: Settings, console: Console, versions: dict[str, str]) -> None:
+    console.rule("3. v1 (TF-IDF): build, validate, approved by this command")
+    live = registry.alias_version(settings, MODEL_NAME, settings.production_model_alias)
+    if live is None:
+        snap = _promote(settings, console, versions["tfidf"])
+        _approve(settings, console, snap, "make demo (auto-approval of the first pair)",
+                 "first pair of the demo")
+    else:
+        console.print(f"production is already v{live} from an earlier demo; v1 skipped")
+    console.rule("4. v2 (all-MiniLM-L6-v2): build, validate, wait for a person")
+    snap = _promote(settings, console, versions["minilm"])
+    console.print(f"[bold yellow]v2 awaits approval[/]: open {snap['url']} and resume it "
+                  f"with the form, or run `indexpair approve {snap['id']}`")
+    console.print("the demo now approves it through the same API the form uses")
+    _approve(settings, console, snap, "demo reviewer", "MiniLM beats TF-IDF on the golden set")
+    console.rule("5. broken model (permuted weights): validation must reject it")
+    snap = _promote(settings, console, versions["broken"])
+    if snap["state_type"] != "FAILED" or "ValidationFailed" not in snap["message"]:
+        raise IndexPairError(f"the broken model was not rejected by validation: "
+                             f"{snap['state_name']} {snap['message']}")
+    console.print("[green]broken model rejected[/]: its collection was removed and "
+                  "production is untouched")
+    _stage(settings, console, versions["minilm"])
+
+
+def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
+    """Stack up, demo models, v1 promoted, v2 approved, broken v3 rejected, status, search."""
+    from indexpair import stack
+    from indexpair.cli import search, status
+
+    console.rule("1. local stack (Milvus Lite, MLflow, Prefect server, worker)")
+    stack.up(settings, project_dir)
+    console.print(f"Prefect UI {settings.prefect_ui_url} · MLflow UI "
+                  f"{settings.mlflow_tracking_uri} · Milvus {settings.milvus_uri}")
+    console.rule("2. demo catalog and models")
+    _promotions(settings, console, _register(settings, console))
     console.rule("6. status")
     status(as_json=False)
     console.rule("7. a search through the production alias")

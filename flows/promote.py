@@ -50,7 +50,12 @@ class PromotionResult(BaseModel):
     approver: str = ""
 
 
-@flow(name="promote", persist_result=True)
+def _run_name() -> str:
+    params = flow_run.parameters
+    return f"promote-{params.get('model_name')}-v{params.get('model_version') or 'staging'}"
+
+
+@flow(name="promote", persist_result=True, flow_run_name=_run_name)
 def promote(
     source: SourceSpec,
     golden_queries: str,

@@ -91,33 +91,32 @@ def promote(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the run to suspend")] = 1800,
 ) -> None:
     """Start the promote deployment; return when it awaits approval or ends."""
-    from indexpair.gateways import prefect as prefect_api
+    from deployments.promotions import promotion_parameters, start_promotion
 
     settings = _settings()
-    params: dict[str, Any] = {
-        "model_name": model, "model_version": version,
-        "source": {"uri": _absolute(source)}, "golden_queries": _absolute(golden),
-        "alias": alias, "approval_timeout_s": approval_timeout}
+    params = promotion_parameters(model, source, golden, version, alias,
+                                  approval_timeout_s=approval_timeout)
+    def started(run: dict[str, Any]) -> None:
+        console.print(f"started {run['name']} ({run['id']}): {run['url']}\n"
+                      "building and validating; waiting until it asks for approval ...")
+
     try:
-        with prefect_api.prefect_api(settings):
-            run = prefect_api.start_deployment(settings, params)
-            console.print(f"started flow run {run['name']} ({run['id']}): {run['url']}")
-            snap = prefect_api.wait(settings, run["id"], wait)
+        snap = start_promotion(settings, params, wait, on_started=started)
     except IndexPairError as exc:
         _fail(exc)
     _report_run(snap)
 
 
-def _absolute(path: str) -> str:
-    return path if "://" in path else str(Path(path).expanduser().resolve())
-
-
 def _report_run(snap: dict[str, Any]) -> None:
+    console.print(f"flow run {snap['name']} ({snap['id']})")
     if snap["state_type"] == "PAUSED":
         console.print(f"[bold yellow]awaiting approval[/]: {snap['url']}\n"
                       f"  approve: indexpair approve {snap['id']}\n"
                       f"  deny:    indexpair deny {snap['id']}")
         return
+    if not snap.final:
+        console.print(f"[yellow]still {snap['state_name']}[/]; follow it at {snap['url']}")
+        raise typer.Exit(3)
     colour = "green" if snap["state_type"] == "COMPLETED" else "red"
     console.print(f"[bold {colour}]{snap['state_name']}[/]: {snap['message']}  {snap['url']}")
     if snap["state_type"] not in ("COMPLETED",):
@@ -126,16 +125,13 @@ def _report_run(snap: dict[str, Any]) -> None:
 
 def _decide(run_id: str, approve: bool, approver: str | None, comment: str,
             wait: float) -> None:
-    from indexpair.gateways import prefect as prefect_api
+    from deployments.promotions import answer
 
     settings = _settings()
     who = approver or os.environ.get("INDEXPAIR_APPROVER") or getpass.getuser()
+    console.print(f"{'approving' if approve else 'denying'} {run_id} as {who}")
     try:
-        with prefect_api.prefect_api(settings):
-            prefect_api.resume(settings, run_id,
-                               {"approve": approve, "approver": who, "comment": comment})
-            console.print(f"{'approved' if approve else 'denied'} by {who}; waiting for the run")
-            snap = prefect_api.wait(settings, run_id, wait, until_paused=False)
+        snap = answer(settings, run_id, approve, who, comment, wait)
     except IndexPairError as exc:
         _fail(exc)
     _report_run(snap)

@@ -21,6 +21,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
 from indexpair.errors import ModelOutputError
@@ -96,7 +97,7 @@ def fit_tfidf_pipeline(texts: list[str], n_components: int = TFIDF_COMPONENTS) -
     return pipeline
 
 
-class TfidfEmbedder(mlflow.pyfunc.PythonModel):
+class TfidfEmbedder(PythonModel):
     """TF-IDF + SVD embeddings from a joblib-saved pipeline (artifact ``pipeline``)."""
 
     def load_context(self, context: Any) -> None:
@@ -114,7 +115,7 @@ class TfidfEmbedder(mlflow.pyfunc.PythonModel):
         return _check_output(vectors, len(texts))
 
 
-class SentenceTransformerEmbedder(mlflow.pyfunc.PythonModel):
+class SentenceTransformerEmbedder(PythonModel):
     """sentence-transformers embeddings from a model directory (artifact ``model_dir``).
 
     Uses CUDA with fp16 weights when available, else the CPU.
@@ -168,7 +169,7 @@ def _pip_requirements(*extra: str) -> list[str]:
 
 
 def _log_and_register(
-    python_model: mlflow.pyfunc.PythonModel,
+    python_model: PythonModel,
     artifacts: dict[str, str],
     dim: int,
     registered_name: str,
@@ -255,6 +256,10 @@ def log_sentence_transformer_model(
         clean = Path(tmp) / "model_dir"
         shutil.copytree(model_dir, clean, ignore=shutil.ignore_patterns(".git*", "README.md"))
         return _log_and_register(
-            SentenceTransformerEmbedder(), {"model_dir": str(clean)}, dim, registered_name,
-            tags, reqs,
+            SentenceTransformerEmbedder(),
+            {"model_dir": str(clean)},
+            dim,
+            registered_name,
+            tags,
+            reqs,
         )

@@ -75,6 +75,10 @@ def embed_threads(settings: Settings) -> int:
 
 def init_ray(settings: Settings) -> None:
     """Connect to ``RAY_ADDRESS`` or start a local Ray, quietly."""
+    if not settings.ray_address:
+        # Ray's own switch for single-machine use: the node advertises 127.0.0.1, so a local
+        # Ray never talks over a non-loopback interface. Read when ray is first imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -83,10 +87,18 @@ def init_ray(settings: Settings) -> None:
                               "runtime_env": {"env_vars": RAY_ENV}}
     if settings.ray_address:
         kwargs["address"] = settings.ray_address
-    else:
+    else:  # a local Ray: loopback only, and a small object store (batches are streamed)
         kwargs["object_store_memory"] = 512 * 1024 * 1024
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(**kwargs)
+    for attempt in (1, 2):
+        try:
+            ray.init(**kwargs)
+            break
+        except Exception as exc:  # a local raylet that fails to start once is retried
+            if settings.ray_address or attempt == 2:
+                raise
+            log.warning("local Ray did not start (%s); retrying once", exc)
+            ray.shutdown()
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
@@ -165,7 +177,8 @@ def embed_and_insert(settings: Settings, spec: SourceSpec, model: ModelProbe,
         nonlocal last
         now = time.monotonic()
         if now - last >= 2 or done >= expected_rows:
-            update_progress_artifact(artifact, min(100.0, 100.0 * done / expected_rows))
+            update_progress_artifact(artifact,  # type: ignore[arg-type]  # sync call here
+                                     min(100.0, 100.0 * done / expected_rows))
             last = now
         if any(done >= m > done - settings.insert_batch_size for m in marks):
             rate = done / max(now - started, 1e-6)

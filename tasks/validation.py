@@ -30,9 +30,9 @@ class ValidationPolicy(BaseModel):
     """Thresholds a candidate pair must meet before anyone is asked to approve it."""
 
     k: int = Field(10, ge=1, le=100, description="Cut-off for recall@k and nDCG@k")
-    min_recall_at_k: float = Field(0.5, ge=0, le=1, description="Mean recall@k at least this")
+    min_recall_at_k: float = Field(0.4, ge=0, le=1, description="Mean recall@k at least this")
     min_mrr: float = Field(0.4, ge=0, le=1, description="Mean reciprocal rank at least this")
-    min_ndcg_at_k: float = Field(0.4, ge=0, le=1, description="Mean nDCG@k at least this")
+    min_ndcg_at_k: float = Field(0.35, ge=0, le=1, description="Mean nDCG@k at least this")
     max_regression: float = Field(
         0.05, ge=0, le=1,
         description="Largest drop allowed against the live pair on each metric")

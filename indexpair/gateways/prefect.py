@@ -71,7 +71,7 @@ def start_deployment(settings: Settings, parameters: dict[str, Any],
     except ObjectNotFound as exc:
         raise IndexPairError(f"deployment {name!r} not found on {settings.prefect_api_url}; "
                              "is the stack up (`indexpair stack up`)?") from exc
-    return snapshot(settings, run.id)
+    return snapshot(settings, run.id)  # type: ignore[union-attr]  # sync call here
 
 
 def wait(settings: Settings, flow_run_id: str, timeout_s: float,

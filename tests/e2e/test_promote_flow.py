@@ -125,7 +125,9 @@ def test_bad_parameters_fail_clearly_and_touch_nothing(
         base_alias: str, params: dict[str, object], fragment: str) -> None:
     before = {name for name, _ in milvus.list_pairs()}
     live_before = milvus.alias_target(base_alias)
-    snap = start(stack_settings, promotion_params(demo_versions["tfidf"], base_alias, **params))
+    overridden = promotion_params(demo_versions["tfidf"], base_alias)
+    overridden.update(params)
+    snap = start(stack_settings, overridden)
     assert snap["state_type"] == "FAILED", snap
     assert fragment in snap["message"], snap["message"]
     assert {name for name, _ in milvus.list_pairs()} <= before

@@ -13,8 +13,8 @@ from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
 from tasks.embedding import embed_into
-from tasks.registry import probe
-from tasks.source import SourceSpec, check_source, sample_texts
+from tasks.registry import ModelProbe, probe
+from tasks.source import SourceSpec, SourceSummary, check_source, sample_texts
 from tests.conftest import DATA_DIR, MODEL_NAME
 from tests.integration.conftest import FAULTY_MODEL
 
@@ -56,16 +56,22 @@ def test_resolve_errors(stack_settings: Settings, demo_versions: dict[str, str],
         registry.resolve_version(stack_settings, name, version)
 
 
+def _create(gateway: MilvusGateway, name: str, model: ModelProbe,
+            summary: SourceSummary) -> None:
+    ref = model.ref
+    gateway.create_pair_collection(name, PairMetadata(
+        model_name=ref.name, model_version=ref.version, model_uri=ref.uri, dim=model.dim,
+        build_id="test", source_uri=SMALL.uri, source_fingerprint=summary.fingerprint,
+        source_rows=summary.rows))
+
+
 def _build(settings: Settings, fault_version: str, name: str) -> int:
     ref = registry.resolve_version(settings, FAULTY_MODEL, fault_version)
-    model = probe(settings, ref, ["a first text", "a second text"])
+    model = probe(settings, ref, sample_texts(settings, SMALL))
     summary, _ = check_source(settings, SMALL)
     gateway = MilvusGateway(settings)
     try:
-        gateway.create_pair_collection(name, PairMetadata(
-            model_name=ref.name, model_version=ref.version, model_uri=ref.uri, dim=model.dim,
-            build_id="test", source_uri=SMALL.uri, source_fingerprint=summary.fingerprint,
-            source_rows=summary.rows))
+        _create(gateway, name, model, summary)
         return embed_into(settings, SMALL, model, name, lambda done: None)
     finally:
         gateway.drop(name)
@@ -80,10 +86,7 @@ def test_ray_build_inserts_every_row_once(stack_settings: Settings,
     name = "it_ray_build_v1"
     gateway = MilvusGateway(stack_settings)
     try:
-        gateway.create_pair_collection(name, PairMetadata(
-            model_name=ref.name, model_version=ref.version, model_uri=ref.uri, dim=model.dim,
-            build_id="raybuild", source_uri=SMALL.uri, source_fingerprint=summary.fingerprint,
-            source_rows=summary.rows))
+        _create(gateway, name, model, summary)
         seen: list[int] = []
         assert embed_into(stack_settings, SMALL, model, name, seen.append) == summary.rows
         assert gateway.finalize(name) == summary.rows

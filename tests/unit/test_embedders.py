@@ -9,6 +9,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.types import DataType
 
 from demo.catalog import generate_catalog, product_texts
 from indexpair.embedders import (
@@ -76,7 +77,7 @@ def test_signature_is_unnamed_string_to_float32_tensor() -> None:
     sig = embedder_signature(384)
     (col,) = sig.inputs.inputs
     assert col.name is None
-    assert str(col.type) == "string"
+    assert col.type == DataType.string
     (out,) = sig.outputs.inputs
     assert out.type == np.dtype(np.float32)
     assert out.shape == (-1, 384)

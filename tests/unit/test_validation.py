@@ -54,7 +54,7 @@ def _m(r: float, mrr: float, n: float) -> Metrics:
 @pytest.mark.parametrize(("candidate", "live", "n_failures", "fragment"), [
     (_m(0.9, 0.8, 0.8), None, 0, ""),
     (_m(0.9, 0.8, 0.8), _m(0.9, 0.8, 0.8), 0, ""),
-    (_m(0.3, 0.8, 0.8), None, 1, "recall_at_k 0.300 < threshold 0.500"),
+    (_m(0.3, 0.8, 0.8), None, 1, "recall_at_k 0.300 < threshold 0.400"),
     (_m(0.9, 0.8, 0.8), _m(0.99, 0.8, 0.8), 1, "recall_at_k 0.900 regresses from live 0.990"),
     (_m(0.96, 0.8, 0.8), _m(0.99, 0.8, 0.8), 0, ""),  # within tolerance 0.05
     (_m(0.05, 0.05, 0.05), _m(0.9, 0.8, 0.8), 6, "mrr 0.050 < threshold"),

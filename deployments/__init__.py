@@ -1,0 +1,1 @@
+"""How runs start: clients of the Prefect API that start, watch and answer promotions."""
