@@ -28,23 +28,31 @@ def _stage(settings: Settings, console: Console, version: str) -> None:
 def _promote(settings: Settings, console: Console, version: str) -> dict[str, Any]:
     """Stage ``version`` and start the promote deployment for whatever is at staging."""
     _stage(settings, console, version)
-    snap = start_promotion(settings, promotion_parameters(
-        MODEL_NAME, str(DATA_DIR / "products.parquet"), str(DATA_DIR / "golden_queries.json")),
-        SUSPEND_WAIT_S)
-    console.print(f"promote run {snap['name']} ({snap['url']}) is {snap['state_name']}"
-                  + (f": {snap['message']}" if snap["message"] else ""))
+    snap = start_promotion(
+        settings,
+        promotion_parameters(
+            MODEL_NAME, str(DATA_DIR / "products.parquet"), str(DATA_DIR / "golden_queries.json")
+        ),
+        SUSPEND_WAIT_S,
+    )
+    console.print(
+        f"promote run {snap['name']} ({snap['url']}) is {snap['state_name']}"
+        + (f": {snap['message']}" if snap["message"] else "")
+    )
     return snap
 
 
-def _approve(settings: Settings, console: Console, snap: dict[str, Any], approver: str,
-             comment: str) -> None:
+def _approve(
+    settings: Settings, console: Console, snap: dict[str, Any], approver: str, comment: str
+) -> None:
     if snap["state_type"] != "PAUSED":
-        raise IndexPairError(f"run {snap['name']} should await approval but is "
-                             f"{snap['state_name']}: {snap['message']}")
+        raise IndexPairError(
+            f"run {snap['name']} should await approval but is "
+            f"{snap['state_name']}: {snap['message']}"
+        )
     done = answer(settings, snap["id"], True, approver, comment)
     if done["state_type"] != "COMPLETED":
-        raise IndexPairError(f"run {snap['name']} ended {done['state_name']}: "
-                             f"{done['message']}")
+        raise IndexPairError(f"run {snap['name']} ended {done['state_name']}: {done['message']}")
     console.print(f"[green]approved by {approver}[/]; run {snap['name']} completed")
 
 
@@ -55,8 +63,9 @@ def _register(settings: Settings, console: Console) -> dict[str, str]:
     from demo.models import register_demo_models
 
     catalog = pd.read_parquet(DATA_DIR / "products.parquet")
-    console.print(f"catalog: {len(catalog)} products; golden queries: "
-                  f"{DATA_DIR / 'golden_queries.json'}")
+    console.print(
+        f"catalog: {len(catalog)} products; golden queries: {DATA_DIR / 'golden_queries.json'}"
+    )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     versions = register_demo_models(MODEL_NAME, catalog, settings.state_dir / "demo-models")
     console.print("registered " + ", ".join(f"v{v} {role}" for role, v in versions.items()))
@@ -68,23 +77,33 @@ def _promotions(settings: Settings, console: Console, versions: dict[str, str]) 
     live = registry.alias_version(settings, MODEL_NAME, settings.production_model_alias)
     if live is None:
         snap = _promote(settings, console, versions["tfidf"])
-        _approve(settings, console, snap, "make demo (auto-approval of the first pair)",
-                 "first pair of the demo")
+        _approve(
+            settings,
+            console,
+            snap,
+            "make demo (auto-approval of the first pair)",
+            "first pair of the demo",
+        )
     else:
         console.print(f"production is already v{live} from an earlier demo; v1 skipped")
     console.rule("4. v2 (all-MiniLM-L6-v2): build, validate, wait for a person")
     snap = _promote(settings, console, versions["minilm"])
-    console.print(f"[bold yellow]v2 awaits approval[/]: open {snap['url']} and resume it "
-                  f"with the form, or run `indexpair approve {snap['id']}`")
+    console.print(
+        f"[bold yellow]v2 awaits approval[/]: open {snap['url']} and resume it "
+        f"with the form, or run `indexpair approve {snap['id']}`"
+    )
     console.print("the demo now approves it through the same API the form uses")
     _approve(settings, console, snap, "demo reviewer", "MiniLM beats TF-IDF on the golden set")
     console.rule("5. broken model (permuted weights): validation must reject it")
     snap = _promote(settings, console, versions["broken"])
     if snap["state_type"] != "FAILED" or "ValidationFailed" not in snap["message"]:
-        raise IndexPairError(f"the broken model was not rejected by validation: "
-                             f"{snap['state_name']} {snap['message']}")
-    console.print("[green]broken model rejected[/]: its collection was removed and "
-                  "production is untouched")
+        raise IndexPairError(
+            f"the broken model was not rejected by validation: "
+            f"{snap['state_name']} {snap['message']}"
+        )
+    console.print(
+        "[green]broken model rejected[/]: its collection was removed and production is untouched"
+    )
     _stage(settings, console, versions["minilm"])
 
 
@@ -95,13 +114,17 @@ def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
 
     console.rule("1. local stack (Milvus Lite, MLflow, Prefect server, worker)")
     stack.up(settings, project_dir)
-    console.print(f"Prefect UI {settings.prefect_ui_url} · MLflow UI "
-                  f"{settings.mlflow_tracking_uri} · Milvus {settings.milvus_uri}")
+    console.print(
+        f"Prefect UI {settings.prefect_ui_url} · MLflow UI "
+        f"{settings.mlflow_tracking_uri} · Milvus {settings.milvus_uri}"
+    )
     console.rule("2. demo catalog and models")
     _promotions(settings, console, _register(settings, console))
     console.rule("6. status")
     status(as_json=False)
     console.rule("7. a search through the production alias")
     search("waterproof hiking boots for women", k=5, alias=None)
-    console.print(f"\nThe stack keeps running: Prefect UI {settings.prefect_ui_url}, MLflow "
-                  f"UI {settings.mlflow_tracking_uri}. Stop it with `make down`.")
+    console.print(
+        f"\nThe stack keeps running: Prefect UI {settings.prefect_ui_url}, MLflow "
+        f"UI {settings.mlflow_tracking_uri}. Stop it with `make down`."
+    )

@@ -19,19 +19,32 @@ def _absolute(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def promotion_parameters(model_name: str, source_uri: str, golden_queries: str,
-                         model_version: str | None = None, alias: str | None = None,
-                         **extra: Any) -> dict[str, Any]:
+def promotion_parameters(
+    model_name: str,
+    source_uri: str,
+    golden_queries: str,
+    model_version: str | None = None,
+    alias: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """Parameters of the promote flow; local paths are made absolute for the worker."""
-    params: dict[str, Any] = {"model_name": model_name, "model_version": model_version,
-                              "source": {"uri": _absolute(source_uri)},
-                              "golden_queries": _absolute(golden_queries), "alias": alias}
+    params: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "source": {"uri": _absolute(source_uri)},
+        "golden_queries": _absolute(golden_queries),
+        "alias": alias,
+    }
     params.update(extra)
     return params
 
 
-def start_promotion(settings: Settings, parameters: dict[str, Any], wait_s: float = 1800,
-                    on_started: Callable[[RunSnapshot], None] | None = None) -> RunSnapshot:
+def start_promotion(
+    settings: Settings,
+    parameters: dict[str, Any],
+    wait_s: float = 1800,
+    on_started: Callable[[RunSnapshot], None] | None = None,
+) -> RunSnapshot:
     """Start the promote deployment; return once the run awaits approval or has ended.
 
     ``on_started`` hears about the run as soon as it exists (to print its link).
@@ -43,8 +56,14 @@ def start_promotion(settings: Settings, parameters: dict[str, Any], wait_s: floa
         return prefect_api.wait(settings, run["id"], wait_s)
 
 
-def answer(settings: Settings, flow_run_id: str, approve: bool, approver: str,
-           comment: str = "", wait_s: float = 600) -> RunSnapshot:
+def answer(
+    settings: Settings,
+    flow_run_id: str,
+    approve: bool,
+    approver: str,
+    comment: str = "",
+    wait_s: float = 600,
+) -> RunSnapshot:
     """Resume a waiting run with the approval form's input; return its final state.
 
     Raises:
@@ -53,6 +72,7 @@ def answer(settings: Settings, flow_run_id: str, approve: bool, approver: str,
     if not approver.strip():
         raise IndexPairError("an approval needs an approver name")
     with prefect_api.prefect_api(settings):
-        prefect_api.resume(settings, flow_run_id,
-                           {"approve": approve, "approver": approver, "comment": comment})
+        prefect_api.resume(
+            settings, flow_run_id, {"approve": approve, "approver": approver, "comment": comment}
+        )
         return prefect_api.wait(settings, flow_run_id, wait_s, until_paused=False)

@@ -88,19 +88,29 @@ def promote(
         summary, sample = inspect_source(settings, source, golden)
         model = probe_model(settings, ref, sample)
         live = read_live_pair(settings, alias)
-        meta = PairMetadata(model_name=ref.name, model_version=ref.version, model_uri=ref.uri,
-                            dim=model.dim, build_id=name.rsplit("_", 1)[1],
-                            source_uri=summary.uri, source_fingerprint=summary.fingerprint,
-                            source_rows=summary.rows, flow_run_id=run_id, baseline=live or "")
+        meta = PairMetadata(
+            model_name=ref.name,
+            model_version=ref.version,
+            model_uri=ref.uri,
+            dim=model.dim,
+            build_id=name.rsplit("_", 1)[1],
+            source_uri=summary.uri,
+            source_fingerprint=summary.fingerprint,
+            source_rows=summary.rows,
+            flow_run_id=run_id,
+            baseline=live or "",
+        )
         create_collection(settings, name, meta)
         embed_and_insert(settings, source, model, name, summary.rows)
         rows = finalize_collection(settings, name, summary.rows)
-        report = validate_candidate(settings, name, model.local_path, model.label, golden,
-                                    validation, live)
+        report = validate_candidate(
+            settings, name, model.local_path, model.label, golden, validation, live
+        )
         publish_report(settings, report, ref, rows, validation)
         if not report.passed:
-            raise ValidationFailed(f"{model.label} rejected by validation: "
-                                   + "; ".join(report.failures))
+            raise ValidationFailed(
+                f"{model.label} rejected by validation: " + "; ".join(report.failures)
+            )
         mark_collection(settings, name, PairState.AWAITING_APPROVAL)
     except Exception as exc:
         reject_build(settings, name, ref, f"{type(exc).__name__}: {exc}")
@@ -109,20 +119,30 @@ def promote(
     logger.info("candidate %s awaits approval: %s", name, settings.flow_run_url(run_id))
     decision = suspend_flow_run(
         wait_for_input=ApprovalDecision.with_initial_data(
-            description=report_markdown(report, ref, rows, validation)),
-        timeout=approval_timeout_s, key="approval")
+            description=report_markdown(report, ref, rows, validation)
+        ),
+        timeout=approval_timeout_s,
+        key="approval",
+    )
     if not decision.approve:
         reason = f"denied by {decision.approver}: {decision.comment or 'no comment'}"
         reject_build(settings, name, ref, reason)
         return Completed(name="Denied", message=reason)
     try:
-        switched = promote_pair(settings, alias, name, live, ref, decision.approver,
-                                decision.comment)
+        switched = promote_pair(
+            settings, alias, name, live, ref, decision.approver, decision.comment
+        )
     except Exception as exc:
         reject_build(settings, name, ref, f"{type(exc).__name__}: {exc}")
         raise
     logger.info("approved by %s: %s is live behind %s", decision.approver, name, alias)
-    return PromotionResult(outcome="promoted", alias=alias, collection=name,
-                           model_name=ref.name, model_version=ref.version,
-                           previous=switched.previous, switch_ms=switched.switch_ms,
-                           approver=decision.approver)
+    return PromotionResult(
+        outcome="promoted",
+        alias=alias,
+        collection=name,
+        model_name=ref.name,
+        model_version=ref.version,
+        previous=switched.previous,
+        switch_ms=switched.switch_ms,
+        approver=decision.approver,
+    )

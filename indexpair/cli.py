@@ -6,33 +6,47 @@ import getpass
 import json
 import logging
 import os
+import sys
+import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from indexpair.errors import IndexPairError
-from indexpair.settings import Settings, load_settings
+from indexpair.errors import ConfigError, IndexPairError
+from indexpair.gateways.prefect import RunSnapshot
+from indexpair.settings import LIBRARY_ENV, Settings, load_settings
 
-app = typer.Typer(help="Promote an embedding model and its Milvus index as one pair.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-stack_app = typer.Typer(help="Start, stop and inspect the local embedded stack.",
-                        no_args_is_help=True)
+app = typer.Typer(
+    help="Promote an embedding model and its Milvus index as one pair.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(
+    help="Start, stop and inspect the local embedded stack.", no_args_is_help=True
+)
 app.add_typer(stack_app, name="stack")
-console = Console()
+# Wide tables when the output goes to a file or CI log instead of a terminal.
+console = Console(width=None if sys.stdout.isatty() else 150)
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEMO_DATA = PROJECT_DIR / "demo" / "data"
 
 
 def _settings() -> Settings:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    for key, value in LIBRARY_ENV.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?")
+    warnings.filterwarnings("ignore", category=FutureWarning)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return load_settings()
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        _fail(exc)
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     console.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(1)
 
@@ -40,8 +54,14 @@ def _fail(exc: Exception) -> None:
 def _services_table(rows: list[Any]) -> Table:
     table = Table("service", "pid", "running", "healthy", "url", "log")
     for s in rows:
-        table.add_row(s.name, str(s.pid or "—"), "yes" if s.running else "no",
-                      "yes" if s.healthy else "no", s.url, str(s.log))
+        table.add_row(
+            s.name,
+            str(s.pid or "—"),
+            "yes" if s.running else "no",
+            "yes" if s.healthy else "no",
+            s.url,
+            str(s.log),
+        )
     return table
 
 
@@ -56,8 +76,9 @@ def stack_up() -> None:
     except IndexPairError as exc:
         _fail(exc)
     console.print(_services_table(rows))
-    console.print(f"Prefect UI: {settings.prefect_ui_url}   MLflow UI: "
-                  f"{settings.mlflow_tracking_uri}")
+    console.print(
+        f"Prefect UI: {settings.prefect_ui_url}   MLflow UI: {settings.mlflow_tracking_uri}"
+    )
 
 
 @stack_app.command("down")
@@ -80,12 +101,13 @@ def stack_status() -> None:
 @app.command()
 def promote(
     model: Annotated[str, typer.Option(help="Registered model name")] = "product-embedder",
-    version: Annotated[str | None, typer.Option(help="Explicit version (default: staging)")]
-    = None,
-    source: Annotated[str, typer.Option(help="Corpus file (Parquet/CSV/JSONL, local or s3://)")]
-    = "demo/data/products.parquet",
-    golden: Annotated[str, typer.Option(help="Golden-query JSON file")]
-    = "demo/data/golden_queries.json",
+    version: Annotated[str | None, typer.Option(help="Explicit version (default: staging)")] = None,
+    source: Annotated[
+        str, typer.Option(help="Corpus file (Parquet/CSV/JSONL, local or s3://)")
+    ] = str(DEMO_DATA / "products.parquet"),
+    golden: Annotated[str, typer.Option(help="Golden-query JSON file")] = str(
+        DEMO_DATA / "golden_queries.json"
+    ),
     alias: Annotated[str | None, typer.Option(help="Production alias")] = None,
     approval_timeout: Annotated[int, typer.Option(help="Seconds to wait for approval")] = 86_400,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the run to suspend")] = 1800,
@@ -94,11 +116,18 @@ def promote(
     from deployments.promotions import promotion_parameters, start_promotion
 
     settings = _settings()
-    params = promotion_parameters(model, source, golden, version, alias,
-                                  approval_timeout_s=approval_timeout)
+    for what, path in (("source", source), ("golden-query file", golden)):
+        if "://" not in path and not Path(path).is_file():
+            _fail(IndexPairError(f"{what} {path!r} does not exist"))
+    params = promotion_parameters(
+        model, source, golden, version, alias, approval_timeout_s=approval_timeout
+    )
+
     def started(run: dict[str, Any]) -> None:
-        console.print(f"started {run['name']} ({run['id']}): {run['url']}\n"
-                      "building and validating; waiting until it asks for approval ...")
+        console.print(
+            f"started {run['name']} ({run['id']}): {run['url']}\n"
+            "building and validating; waiting until it asks for approval ..."
+        )
 
     try:
         snap = start_promotion(settings, params, wait, on_started=started)
@@ -107,12 +136,14 @@ def promote(
     _report_run(snap)
 
 
-def _report_run(snap: dict[str, Any]) -> None:
+def _report_run(snap: RunSnapshot) -> None:
     console.print(f"flow run {snap['name']} ({snap['id']})")
     if snap["state_type"] == "PAUSED":
-        console.print(f"[bold yellow]awaiting approval[/]: {snap['url']}\n"
-                      f"  approve: indexpair approve {snap['id']}\n"
-                      f"  deny:    indexpair deny {snap['id']}")
+        console.print(
+            f"[bold yellow]awaiting approval[/]: {snap['url']}\n"
+            f"  approve: indexpair approve {snap['id']}\n"
+            f"  deny:    indexpair deny {snap['id']}"
+        )
         return
     if not snap.final:
         console.print(f"[yellow]still {snap['state_name']}[/]; follow it at {snap['url']}")
@@ -123,8 +154,7 @@ def _report_run(snap: dict[str, Any]) -> None:
         raise typer.Exit(1)
 
 
-def _decide(run_id: str, approve: bool, approver: str | None, comment: str,
-            wait: float) -> None:
+def _decide(run_id: str, approve: bool, approver: str | None, comment: str, wait: float) -> None:
     from deployments.promotions import answer
 
     settings = _settings()
@@ -138,28 +168,31 @@ def _decide(run_id: str, approve: bool, approver: str | None, comment: str,
 
 
 @app.command()
-def approve(run_id: str,
-            approver: Annotated[str | None, typer.Option(help="Who approves")] = None,
-            comment: Annotated[str, typer.Option(help="Why")] = "",
-            wait: Annotated[float, typer.Option(help="Seconds to wait for the switch")] = 600,
-            ) -> None:
+def approve(
+    run_id: str,
+    approver: Annotated[str | None, typer.Option(help="Who approves")] = None,
+    comment: Annotated[str, typer.Option(help="Why")] = "",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the switch")] = 600,
+) -> None:
     """Approve a candidate waiting in RUN_ID (the same API the Prefect UI form uses)."""
     _decide(run_id, True, approver, comment, wait)
 
 
 @app.command()
-def deny(run_id: str,
-         approver: Annotated[str | None, typer.Option(help="Who denies")] = None,
-         comment: Annotated[str, typer.Option(help="Why")] = "",
-         wait: Annotated[float, typer.Option(help="Seconds to wait for the clean-up")] = 600,
-         ) -> None:
+def deny(
+    run_id: str,
+    approver: Annotated[str | None, typer.Option(help="Who denies")] = None,
+    comment: Annotated[str, typer.Option(help="Why")] = "",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the clean-up")] = 600,
+) -> None:
     """Deny a candidate waiting in RUN_ID; its collection is removed."""
     _decide(run_id, False, approver, comment, wait)
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False
-           ) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
+) -> None:
     """Alias → collection → model version, and every managed collection with its state."""
     from indexpair.query import collect_status
 
@@ -174,22 +207,44 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
     for name, a in data["aliases"].items():
         aliases.add_row(name, a["collection"], a["model_name"], a["model_version"])
     console.print(aliases)
-    cols = Table("collection", "state", "model", "version", "rows", "created", "aliases",
-                 "reason", title="Managed collections")
+    cols = Table(
+        "collection",
+        "state",
+        "model",
+        "version",
+        "rows",
+        "created",
+        "aliases",
+        "reason",
+        title="Managed collections",
+    )
     for c in data["collections"]:
-        cols.add_row(c["name"], c["state"], c["model_name"], c["model_version"], str(c["rows"]),
-                     c["created_at"], ",".join(c["aliases"]), c["reason"][:60])
+        cols.add_row(
+            c["name"],
+            c["state"],
+            c["model_name"],
+            c["model_version"],
+            str(c["rows"]),
+            c["created_at"],
+            ",".join(c["aliases"]),
+            c["reason"][:60],
+        )
     console.print(cols)
     for model, registry_aliases in data["mlflow_aliases"].items():
-        console.print(f"MLflow {model}: " + ", ".join(
-            f"{a}→v{v}" if v else f"{a}→none" for a, v in registry_aliases.items()))
+        console.print(
+            f"MLflow {model}: "
+            + ", ".join(f"{a}→v{v}" if v else f"{a}→none" for a, v in registry_aliases.items())
+        )
 
 
 @app.command()
-def search(text: str, k: Annotated[int, typer.Option("-k", "--k", help="How many hits")] = 5,
-           alias: Annotated[str | None, typer.Option(help="Alias to search")] = None) -> None:
+def search(
+    text: str,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many hits")] = 5,
+    alias: Annotated[str | None, typer.Option(help="Alias to search")] = None,
+) -> None:
     """Search through the production alias with the model of the pair behind it."""
-    from indexpair.query import PairSearcher
+    from indexpair.query import PairSearcher, source_titles
 
     settings = _settings()
     try:
@@ -198,10 +253,17 @@ def search(text: str, k: Annotated[int, typer.Option("-k", "--k", help="How many
         searcher.close()
     except IndexPairError as exc:
         _fail(exc)
-    table = Table("rank", "id", "score", title=f"{text!r} via {response.alias} → "
-                  f"{response.collection} ({response.model_name} v{response.model_version})")
+    titles = source_titles(settings, response)
+    table = Table(
+        "rank",
+        "id",
+        "score",
+        "title",
+        title=f"{text!r} via {response.alias} → "
+        f"{response.collection} ({response.model_name} v{response.model_version})",
+    )
     for rank, hit in enumerate(response.hits, 1):
-        table.add_row(str(rank), hit.id, f"{hit.score:.4f}")
+        table.add_row(str(rank), hit.id, f"{hit.score:.4f}", titles.get(hit.id, ""))
     console.print(table)
 
 

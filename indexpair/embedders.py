@@ -100,6 +100,10 @@ def fit_tfidf_pipeline(texts: list[str], n_components: int = TFIDF_COMPONENTS) -
 class TfidfEmbedder(PythonModel):
     """TF-IDF + SVD embeddings from a joblib-saved pipeline (artifact ``pipeline``)."""
 
+    # The explicit signature (embedder_signature) validates inputs; MLflow's type-hint
+    # wrapper would only warn that ``Any`` is no schema.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         """Load the pipeline from ``context.artifacts["pipeline"]``."""
         import joblib
@@ -120,6 +124,8 @@ class SentenceTransformerEmbedder(PythonModel):
 
     Uses CUDA with fp16 weights when available, else the CPU.
     """
+
+    _skip_type_hint_validation = True  # as for TfidfEmbedder
 
     def load_context(self, context: Any) -> None:
         """Load the model from ``context.artifacts["model_dir"]``."""

@@ -45,5 +45,9 @@ class PairNotFound(IndexPairError):
     """An alias or collection is missing or carries no pair metadata."""
 
 
+class MilvusUnavailable(IndexPairError):
+    """Milvus does not answer at the configured URI."""
+
+
 class StackError(IndexPairError):
     """A local service failed to start, stop or answer its health check."""

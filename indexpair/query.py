@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from indexpair.errors import PairNotFound
+from indexpair.errors import PairNotFound, RegistryError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import ModelVersionRef
@@ -50,8 +50,10 @@ class PairSearcher:
         """
         target = self.gateway.alias_target(self.alias)
         if target is None:
-            raise PairNotFound(f"alias {self.alias!r} does not exist in Milvus at "
-                               f"{self.settings.milvus_uri}; promote a pair first")
+            raise PairNotFound(
+                f"alias {self.alias!r} does not exist in Milvus at "
+                f"{self.settings.milvus_uri}; promote a pair first"
+            )
         return target, self.gateway.read_pair(target)
 
     def model(self, pair: PairMetadata) -> Any:
@@ -59,8 +61,9 @@ class PairSearcher:
         key = (pair.model_name, pair.model_version)
         with self._lock:
             if key not in self._models:
-                ref = ModelVersionRef(name=pair.model_name, version=pair.model_version,
-                                      uri=pair.model_uri)
+                ref = ModelVersionRef(
+                    name=pair.model_name, version=pair.model_version, uri=pair.model_uri
+                )
                 path = registry.download_model(self.settings, ref)
                 self._models[key] = registry.load_model(path)
             return self._models[key]
@@ -71,9 +74,13 @@ class PairSearcher:
         label = f"model {pair.model_name} v{pair.model_version}"
         vectors = registry.encode(self.model(pair), [text], label)
         hits = self.gateway.search(collection, vectors, k)[0]
-        return SearchResponse(alias=self.alias, collection=collection,
-                              model_name=pair.model_name, model_version=pair.model_version,
-                              hits=[Hit(id=i, score=s) for i, s in hits])
+        return SearchResponse(
+            alias=self.alias,
+            collection=collection,
+            model_name=pair.model_name,
+            model_version=pair.model_version,
+            hits=[Hit(id=i, score=s) for i, s in hits],
+        )
 
     def close(self) -> None:
         """Release the Milvus connection."""
@@ -91,18 +98,67 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             target = gateway.alias_target(alias)
             if target in by_name:
                 pair = by_name[target]
-                aliases[alias] = {"collection": target, "model_name": pair.model_name,
-                                  "model_version": pair.model_version}
-        collections = [{
-            "name": name, "state": pair.state.value, "model_name": pair.model_name,
-            "model_version": pair.model_version, "rows": gateway.row_count(name),
-            "dim": pair.dim, "created_at": pair.created_at, "reason": pair.reason,
-            "aliases": gateway.aliases_of(name)} for name, pair in pairs]
+                aliases[alias] = {
+                    "collection": target,
+                    "model_name": pair.model_name,
+                    "model_version": pair.model_version,
+                }
+        collections = [
+            {
+                "name": name,
+                "state": pair.state.value,
+                "model_name": pair.model_name,
+                "model_version": pair.model_version,
+                "rows": gateway.row_count(name),
+                "dim": pair.dim,
+                "created_at": pair.created_at,
+                "reason": pair.reason,
+                "aliases": gateway.aliases_of(name),
+            }
+            for name, pair in pairs
+        ]
     finally:
         gateway.close()
+    from mlflow.exceptions import MlflowException
+
     registry_aliases = {}
-    for model in sorted({p.model_name for _, p in pairs}):
-        registry_aliases[model] = {
-            a: registry.alias_version(settings, model, a)
-            for a in (settings.staging_model_alias, settings.production_model_alias)}
+    try:
+        for model in sorted({p.model_name for _, p in pairs}):
+            registry_aliases[model] = {
+                a: registry.alias_version(settings, model, a)
+                for a in (settings.staging_model_alias, settings.production_model_alias)
+            }
+    except MlflowException as exc:
+        raise RegistryError(
+            f"MLflow at {settings.mlflow_tracking_uri} did not answer: {exc.message[:200]}"
+        ) from exc
     return {"aliases": aliases, "collections": collections, "mlflow_aliases": registry_aliases}
+
+
+def source_titles(
+    settings: Settings, response: SearchResponse, field: str = "title"
+) -> dict[str, str]:
+    """Titles of the hits, read from the pair's own source file when it is local Parquet.
+
+    A convenience for people reading results; an unreadable source just gives no titles.
+    """
+    import pyarrow.dataset as pds
+
+    gateway = MilvusGateway(settings)
+    try:
+        uri = gateway.read_pair(response.collection).source_uri
+    finally:
+        gateway.close()
+    if "://" in uri or not uri.endswith(".parquet"):
+        return {}
+    ids = [h.id for h in response.hits]
+    try:
+        table = pds.dataset(uri).to_table(columns=["id", field], filter=pds.field("id").isin(ids))
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {
+        str(i): str(t)
+        for i, t in zip(
+            table.column("id").to_pylist(), table.column(field).to_pylist(), strict=True
+        )
+    }

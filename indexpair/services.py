@@ -20,7 +20,7 @@ import httpx
 from pydantic import SecretStr
 
 from indexpair.errors import StackError
-from indexpair.settings import Settings, loopback_port
+from indexpair.settings import LIBRARY_ENV, Settings, loopback_port
 
 logger = logging.getLogger(__name__)
 
@@ -320,9 +320,6 @@ def worker_env(settings: Settings, project_dir: Path) -> dict[str, str]:
             "PREFECT_WORKER_PREFETCH_SECONDS": "5",
             "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(settings.state_dir / "prefect" / "storage"),
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "RAY_USAGE_STATS_ENABLED": "0",
+            **LIBRARY_ENV,
         }
     )

@@ -5,10 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexpair.errors import ConfigError
+
+# Offline model loading, and no progress bars or library chatter in logs. Set for the CLI
+# and for every flow run the local worker starts.
+LIBRARY_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Explicit MLflow HTTP timeouts: a server that is down fails in seconds, not minutes.
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+}
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "changethis", "secret", "password", "xxx"}
 
@@ -56,7 +73,8 @@ class Settings(BaseSettings):
     embed_actors: int = Field(1, ge=1)
     embed_num_gpus: float = Field(0.0, ge=0)
     embed_threads: int | None = Field(
-        None, ge=1, description="Torch threads per actor; default: cores / actors")
+        None, ge=1, description="Torch threads per actor; default: cores / actors"
+    )
     insert_batch_size: int = Field(1000, ge=1)
 
     @field_validator("milvus_token", "aws_secret_access_key", "prefect_api_key")
@@ -86,12 +104,33 @@ class Settings(BaseSettings):
         return f"indexpair-alias-{alias}"
 
 
+SECRET_NAMES = {
+    "MILVUS_TOKEN",
+    "PREFECT_API_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "milvus_token",
+    "prefect_api_key",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+}
+
+
 def load_settings() -> Settings:
-    """Build the settings from the environment, turning validation errors into ConfigError."""
+    """Build the settings from the environment, turning validation errors into ConfigError.
+
+    The message names each bad variable and its value, except for secrets, whose value
+    is never repeated.
+    """
     try:
         return Settings()
-    except ValueError as exc:  # pydantic.ValidationError is a ValueError
-        raise ConfigError(f"invalid indexpair settings: {exc}") from exc
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"])
+            shown = "" if name in SECRET_NAMES else f" (got {err.get('input')!r})"
+            problems.append(f"{name}: {err['msg']}{shown}")
+        raise ConfigError("invalid indexpair settings: " + "; ".join(problems)) from None
 
 
 def loopback_port(uri: str, what: str) -> int:

@@ -19,8 +19,10 @@ def create(settings: Settings, name: str, meta: PairMetadata) -> None:
         if gateway.exists(name):
             existing = gateway.read_pair(name)
             if existing.build_id != meta.build_id:
-                raise BuildError(f"collection {name!r} exists and belongs to build "
-                                 f"{existing.build_id!r}, not {meta.build_id!r}")
+                raise BuildError(
+                    f"collection {name!r} exists and belongs to build "
+                    f"{existing.build_id!r}, not {meta.build_id!r}"
+                )
             return
         gateway.create_pair_collection(name, meta)
     finally:
@@ -47,8 +49,9 @@ def finalize(settings: Settings, name: str, expected_rows: int) -> int:
     try:
         rows = gateway.finalize(name)
         if rows != expected_rows:
-            raise BuildError(f"collection {name!r} holds {rows} rows; the source has "
-                             f"{expected_rows}")
+            raise BuildError(
+                f"collection {name!r} holds {rows} rows; the source has {expected_rows}"
+            )
         return rows
     finally:
         gateway.close()

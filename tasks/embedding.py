@@ -29,8 +29,16 @@ RAY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARAL
 class BatchEmbedder:
     """Ray Data callable class: loads the model once per actor, then embeds batches."""
 
-    def __init__(self, model_path: str, model_uri: str, tracking_uri: str, label: str,
-                 id_field: str, text_fields: list[str], threads: int) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        model_uri: str,
+        tracking_uri: str,
+        label: str,
+        id_field: str,
+        text_fields: list[str],
+        threads: int,
+    ) -> None:
         import torch
 
         # Ray gives each actor OMP_NUM_THREADS=1; the model should use its share of cores.
@@ -48,9 +56,11 @@ class BatchEmbedder:
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         texts = document_texts({f: batch[f] for f in self.text_fields}, self.text_fields)
         vectors = registry.encode(self.model, texts, self.label)
-        return {"id": batch[self.id_field].astype(str).to_numpy(dtype=object),
-                "content_hash": np.array([content_hash(t) for t in texts], dtype=object),
-                "vector": vectors}
+        return {
+            "id": batch[self.id_field].astype(str).to_numpy(dtype=object),
+            "content_hash": np.array([content_hash(t) for t in texts], dtype=object),
+            "vector": vectors,
+        }
 
 
 def _find_cause(exc: BaseException) -> IndexPairError | None:
@@ -83,8 +93,11 @@ def init_ray(settings: Settings) -> None:
 
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                              "runtime_env": {"env_vars": RAY_ENV}}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "runtime_env": {"env_vars": RAY_ENV},
+    }
     if settings.ray_address:
         kwargs["address"] = settings.ray_address
     else:  # a local Ray: loopback only, and a small object store (batches are streamed)
@@ -111,13 +124,21 @@ def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
     fmt = source_format(spec.uri)
     if fmt == "parquet":
         return ray.data.read_parquet(path, filesystem=fs, columns=columns)
-    ds = (ray.data.read_csv(path, filesystem=fs) if fmt == "csv"
-          else ray.data.read_json(path, filesystem=fs, lines=True))
+    ds = (
+        ray.data.read_csv(path, filesystem=fs)
+        if fmt == "csv"
+        else ray.data.read_json(path, filesystem=fs, lines=True)
+    )
     return ds.select_columns(columns)
 
 
-def embed_into(settings: Settings, spec: SourceSpec, model: ModelProbe, collection: str,
-               on_progress: Callable[[int], None]) -> int:
+def embed_into(
+    settings: Settings,
+    spec: SourceSpec,
+    model: ModelProbe,
+    collection: str,
+    on_progress: Callable[[int], None],
+) -> int:
     """Embed the whole source with a Ray actor pool and insert it, batch by batch.
 
     Writes come from this one process, so writes to the collection are serialized
@@ -131,26 +152,37 @@ def embed_into(settings: Settings, spec: SourceSpec, model: ModelProbe, collecti
     init_ray(settings)
     ds = read_dataset(settings, spec).map_batches(
         BatchEmbedder,
-        fn_constructor_kwargs={"model_path": model.local_path, "model_uri": model.ref.uri,
-                               "tracking_uri": settings.mlflow_tracking_uri,
-                               "label": model.label, "id_field": spec.id_field,
-                               "text_fields": spec.text_fields,
-                               "threads": embed_threads(settings)},
-        batch_size=settings.embed_batch_size, batch_format="pandas",
+        fn_constructor_kwargs={
+            "model_path": model.local_path,
+            "model_uri": model.ref.uri,
+            "tracking_uri": settings.mlflow_tracking_uri,
+            "label": model.label,
+            "id_field": spec.id_field,
+            "text_fields": spec.text_fields,
+            "threads": embed_threads(settings),
+        },
+        batch_size=settings.embed_batch_size,
+        batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=settings.embed_actors),
-        num_gpus=settings.embed_num_gpus or None)
+        num_gpus=settings.embed_num_gpus or None,
+    )
     gateway = MilvusGateway(settings)
     inserted = 0
     try:
-        for batch in ds.iter_batches(batch_size=settings.insert_batch_size,
-                                     batch_format="numpy"):
+        for batch in ds.iter_batches(batch_size=settings.insert_batch_size, batch_format="numpy"):
             vectors = np.asarray(batch["vector"], dtype=np.float32)
             if vectors.ndim != 2 or vectors.shape[1] != model.dim:
-                raise ModelOutputError(f"{model.label} returned vectors of shape "
-                                       f"{vectors.shape}; collection {collection!r} expects "
-                                       f"{model.dim}-dim")
-            inserted += gateway.insert(collection, [str(i) for i in batch["id"]],
-                                       [str(h) for h in batch["content_hash"]], vectors)
+                raise ModelOutputError(
+                    f"{model.label} returned vectors of shape "
+                    f"{vectors.shape}; collection {collection!r} expects "
+                    f"{model.dim}-dim"
+                )
+            inserted += gateway.insert(
+                collection,
+                [str(i) for i in batch["id"]],
+                [str(h) for h in batch["content_hash"]],
+                vectors,
+            )
             on_progress(inserted)
     except Exception as exc:
         cause = _find_cause(exc)
@@ -163,13 +195,16 @@ def embed_into(settings: Settings, spec: SourceSpec, model: ModelProbe, collecti
 
 
 @task(name="embed-and-insert", persist_result=True)
-def embed_and_insert(settings: Settings, spec: SourceSpec, model: ModelProbe,
-                     collection: str, expected_rows: int) -> int:
+def embed_and_insert(
+    settings: Settings, spec: SourceSpec, model: ModelProbe, collection: str, expected_rows: int
+) -> int:
     """Ray-parallel embedding streamed into Milvus, with a progress artifact in the UI."""
     logger = get_run_logger()
     artifact = create_progress_artifact(
-        0.0, key=f"embed-{collection.replace('_', '-')}",
-        description=f"Embedding {expected_rows} rows into {collection}")
+        0.0,
+        key=f"embed-{collection.replace('_', '-')}",
+        description=f"Embedding {expected_rows} rows into {collection}",
+    )
     started = last = time.monotonic()
     marks = {int(expected_rows * p / 10) for p in range(1, 11)}
 
@@ -177,8 +212,10 @@ def embed_and_insert(settings: Settings, spec: SourceSpec, model: ModelProbe,
         nonlocal last
         now = time.monotonic()
         if now - last >= 2 or done >= expected_rows:
-            update_progress_artifact(artifact,  # type: ignore[arg-type]  # sync call here
-                                     min(100.0, 100.0 * done / expected_rows))
+            update_progress_artifact(
+                artifact,  # type: ignore[arg-type]  # sync call here
+                min(100.0, 100.0 * done / expected_rows),
+            )
             last = now
         if any(done >= m > done - settings.insert_batch_size for m in marks):
             rate = done / max(now - started, 1e-6)
@@ -190,6 +227,5 @@ def embed_and_insert(settings: Settings, spec: SourceSpec, model: ModelProbe,
         import ray
 
         ray.shutdown()
-    logger.info("inserted %d rows into %s in %.1fs", rows, collection,
-                time.monotonic() - started)
+    logger.info("inserted %d rows into %s in %.1fs", rows, collection, time.monotonic() - started)
     return rows

@@ -40,8 +40,9 @@ def cas_decision(current: str | None, expected: str | None, candidate: str) -> s
     return "conflict"
 
 
-def switch_alias(settings: Settings, alias: str, candidate: str,
-                 expected_live: str | None) -> SwitchResult:
+def switch_alias(
+    settings: Settings, alias: str, candidate: str, expected_live: str | None
+) -> SwitchResult:
     """Re-point ``alias`` to ``candidate`` if it still points at ``expected_live``.
 
     Holds the per-alias global concurrency limit for the whole check-and-switch, then
@@ -60,15 +61,18 @@ def switch_alias(settings: Settings, alias: str, candidate: str,
                 raise PromotionConflict(
                     f"alias {alias!r} now points at {current!r}, but {candidate!r} was "
                     f"validated against {expected_live!r}; promote again to compare "
-                    "against the new live pair")
+                    "against the new live pair"
+                )
             pair = gateway.read_pair(candidate)
             if verdict == "switch":
                 if not gateway.is_loaded(candidate):
                     raise BuildError(f"candidate {candidate!r} is not loaded")
                 if gateway.row_count(candidate) != pair.source_rows:
-                    raise BuildError(f"candidate {candidate!r} holds "
-                                     f"{gateway.row_count(candidate)} rows, expected "
-                                     f"{pair.source_rows}")
+                    raise BuildError(
+                        f"candidate {candidate!r} holds "
+                        f"{gateway.row_count(candidate)} rows, expected "
+                        f"{pair.source_rows}"
+                    )
             started = time.perf_counter()
             if verdict == "switch":
                 gateway.point_alias(alias, candidate)
@@ -76,32 +80,50 @@ def switch_alias(settings: Settings, alias: str, candidate: str,
             stamp = now_iso()
             gateway.update_pair(candidate, state=PairState.LIVE.value, live_since=stamp)
             if current and current != candidate:
-                gateway.update_pair(current, state=PairState.PREVIOUS.value,
-                                    previous_since=stamp)
+                gateway.update_pair(current, state=PairState.PREVIOUS.value, previous_since=stamp)
     finally:
         gateway.close()
-    return SwitchResult(alias=alias, collection=candidate,
-                        previous=current if current != candidate else None,
-                        switch_ms=switch_ms, already_done=verdict == "done")
+    return SwitchResult(
+        alias=alias,
+        collection=candidate,
+        previous=current if current != candidate else None,
+        switch_ms=switch_ms,
+        already_done=verdict == "done",
+    )
 
 
 @task(name="switch-alias", persist_result=True)
-def promote_pair(settings: Settings, alias: str, candidate: str, expected_live: str | None,
-                 ref: ModelVersionRef, approver: str, comment: str) -> SwitchResult:
+def promote_pair(
+    settings: Settings,
+    alias: str,
+    candidate: str,
+    expected_live: str | None,
+    ref: ModelVersionRef,
+    approver: str,
+    comment: str,
+) -> SwitchResult:
     """Switch the production alias, then mirror it in MLflow (alias and tags)."""
     logger = get_run_logger()
     result = switch_alias(settings, alias, candidate, expected_live)
-    logger.info("alias %s -> %s (was %s) in %.1f ms", alias, candidate, result.previous,
-                result.switch_ms)
+    logger.info(
+        "alias %s -> %s (was %s) in %.1f ms", alias, candidate, result.previous, result.switch_ms
+    )
     registry.set_alias(settings, ref, settings.production_model_alias)
-    registry.set_tags(settings, ref, {"status": "live", "collection": candidate,
-                                      "approved_by": approver, "approval_comment": comment,
-                                      "approved_at": now_iso()})
+    registry.set_tags(
+        settings,
+        ref,
+        {
+            "status": "live",
+            "collection": candidate,
+            "approved_by": approver,
+            "approval_comment": comment,
+            "approved_at": now_iso(),
+        },
+    )
     return result
 
 
-def reject(settings: Settings, collection: str, ref: ModelVersionRef | None,
-           reason: str) -> bool:
+def reject(settings: Settings, collection: str, ref: ModelVersionRef | None, reason: str) -> bool:
     """Mark a failed build ``rejected``, drop it, and tag the model version with why.
 
     Never touches an aliased collection. Returns True when the collection was dropped.
@@ -118,19 +140,32 @@ def reject(settings: Settings, collection: str, ref: ModelVersionRef | None,
     finally:
         gateway.close()
     if ref is not None:
-        registry.set_build_tags(settings, ref, {
-            "status": "rejected", "collection": collection, "rejected_collection": collection,
-            "reject_reason": reason[:4000], "rejected_at": now_iso()})
+        registry.set_build_tags(
+            settings,
+            ref,
+            {
+                "status": "rejected",
+                "collection": collection,
+                "rejected_collection": collection,
+                "reject_reason": reason[:4000],
+                "rejected_at": now_iso(),
+            },
+        )
     return dropped
 
 
 @task(name="reject-build", persist_result=True)
-def reject_build(settings: Settings, collection: str, ref: ModelVersionRef | None,
-                 reason: str) -> bool:
+def reject_build(
+    settings: Settings, collection: str, ref: ModelVersionRef | None, reason: str
+) -> bool:
     """Task wrapper of :func:`reject`."""
     dropped = reject(settings, collection, ref, reason)
-    get_run_logger().warning("build %s rejected (%s): %s", collection,
-                             "dropped" if dropped else "nothing to drop", reason)
+    get_run_logger().warning(
+        "build %s rejected (%s): %s",
+        collection,
+        "dropped" if dropped else "nothing to drop",
+        reason,
+    )
     return dropped
 
 
@@ -153,8 +188,7 @@ def reap_abandoned(settings: Settings, current_run: str = "") -> list[str]:
         active, state = prefect_api.run_is_active(pair.flow_run_id)
         if active:
             continue
-        ref = ModelVersionRef(name=pair.model_name, version=pair.model_version,
-                              uri=pair.model_uri)
+        ref = ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
         reason = f"abandoned: flow run {pair.flow_run_id} ended ({state.strip(': ')})"
         reject(settings, name, ref, reason)
         reaped.append(name)

@@ -26,12 +26,14 @@ class ModelProbe(BaseModel):
 
 
 @task(name="resolve-model-version", persist_result=True)
-def resolve_model_version(settings: Settings, model_name: str,
-                          model_version: str | None) -> ModelVersionRef:
+def resolve_model_version(
+    settings: Settings, model_name: str, model_version: str | None
+) -> ModelVersionRef:
     """Resolve the version to build (explicit, staging alias, or legacy stage)."""
     ref = registry.resolve_version(settings, model_name, model_version)
-    get_run_logger().info("building %s v%s (resolved by %s)", ref.name, ref.version,
-                          ref.resolved_by)
+    get_run_logger().info(
+        "building %s v%s (resolved by %s)", ref.name, ref.version, ref.resolved_by
+    )
     return ref
 
 
@@ -46,8 +48,9 @@ def probe(settings: Settings, ref: ModelVersionRef, sample: list[str]) -> ModelP
     vectors = registry.encode(registry.load_model(path), sample, label)
     dim = int(vectors.shape[1])
     if ref.declared_dim is not None and dim != ref.declared_dim:
-        raise ModelOutputError(f"{label} returned {dim}-dim vectors; its signature declares "
-                               f"{ref.declared_dim}")
+        raise ModelOutputError(
+            f"{label} returned {dim}-dim vectors; its signature declares {ref.declared_dim}"
+        )
     return ModelProbe(ref=ref, local_path=str(path), dim=dim)
 
 

@@ -16,12 +16,16 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def report_markdown(report: ValidationReport, ref: ModelVersionRef, rows: int,
-                    policy: ValidationPolicy) -> str:
+def report_markdown(
+    report: ValidationReport, ref: ModelVersionRef, rows: int, policy: ValidationPolicy
+) -> str:
     """The approval report: candidate vs live on the golden queries, and the verdict."""
     live = report.live
-    floors = {"recall_at_k": policy.min_recall_at_k, "mrr": policy.min_mrr,
-              "ndcg_at_k": policy.min_ndcg_at_k}
+    floors = {
+        "recall_at_k": policy.min_recall_at_k,
+        "mrr": policy.min_mrr,
+        "ndcg_at_k": policy.min_ndcg_at_k,
+    }
     lines = [
         f"# Candidate pair `{report.collection}`",
         "",
@@ -36,37 +40,76 @@ def report_markdown(report: ValidationReport, ref: ModelVersionRef, rows: int,
     for name, value in report.candidate.as_dict().items():
         before = live.as_dict()[name] if live else None
         delta = f"{value - before:+.3f}" if before is not None else "—"
-        lines.append(f"| {name} | {_fmt(value)} | {_fmt(before)} | {delta} | "
-                     f"≥ {floors[name]:.3f} |")
-    lines.append(f"| search p50 per query (ms) | {report.candidate.p50_latency_ms:.1f} | "
-                 f"{_fmt(live.p50_latency_ms) if live else '—'} | | |")
-    lines += ["", "**Verdict:** " + ("passed — awaiting approval" if report.passed
-                                     else "rejected: " + "; ".join(report.failures))]
+        lines.append(
+            f"| {name} | {_fmt(value)} | {_fmt(before)} | {delta} | ≥ {floors[name]:.3f} |"
+        )
+    lines.append(
+        f"| search p50 per query (ms) | {report.candidate.p50_latency_ms:.1f} | "
+        f"{_fmt(live.p50_latency_ms) if live else '—'} | | |"
+    )
+    lines += [
+        "",
+        "**Verdict:** "
+        + (
+            "passed — awaiting approval"
+            if report.passed
+            else "rejected: " + "; ".join(report.failures)
+        ),
+    ]
     return "\n".join(lines)
 
 
 @task(name="publish-report", persist_result=True)
-def publish_report(settings: Settings, report: ValidationReport, ref: ModelVersionRef,
-                   rows: int, policy: ValidationPolicy) -> str:
+def publish_report(
+    settings: Settings,
+    report: ValidationReport,
+    ref: ModelVersionRef,
+    rows: int,
+    policy: ValidationPolicy,
+) -> str:
     """Write the Prefect markdown artifact and the MLflow run, metrics and version tags."""
-    create_markdown_artifact(report_markdown(report, ref, rows, policy),
-                             key=f"validation-{report.collection.replace('_', '-')}",
-                             description=f"Validation of {ref.name} v{ref.version}")
+    create_markdown_artifact(
+        report_markdown(report, ref, rows, policy),
+        key=f"validation-{report.collection.replace('_', '-')}",
+        description=f"Validation of {ref.name} v{ref.version}",
+    )
     metrics = {f"candidate_{k}": v for k, v in report.candidate.as_dict().items()}
     if report.live:
         metrics.update({f"live_{k}": v for k, v in report.live.as_dict().items()})
     run_id = registry.log_validation_run(
-        settings, ref, report.collection, metrics,
-        {"k": report.k, "live_collection": report.live_collection or "", "rows": rows,
-         "passed": report.passed})
+        settings,
+        ref,
+        report.collection,
+        metrics,
+        {
+            "k": report.k,
+            "live_collection": report.live_collection or "",
+            "rows": rows,
+            "passed": report.passed,
+        },
+    )
     c = report.candidate
-    registry.set_build_tags(settings, ref, {
-        "collection": report.collection, "candidate_collection": report.collection,
-        "validation_run_id": run_id,
-        f"recall_at_{report.k}": f"{c.recall_at_k:.4f}", "mrr": f"{c.mrr:.4f}",
-        f"ndcg_at_{report.k}": f"{c.ndcg_at_k:.4f}",
-        "status": "awaiting_approval" if report.passed else "rejected"})
-    get_run_logger().info("validation of %s: recall@%d %.3f, MRR %.3f, nDCG@%d %.3f — %s",
-                          report.collection, report.k, c.recall_at_k, c.mrr, report.k,
-                          c.ndcg_at_k, "passed" if report.passed else "; ".join(report.failures))
+    registry.set_build_tags(
+        settings,
+        ref,
+        {
+            "collection": report.collection,
+            "candidate_collection": report.collection,
+            "validation_run_id": run_id,
+            f"recall_at_{report.k}": f"{c.recall_at_k:.4f}",
+            "mrr": f"{c.mrr:.4f}",
+            f"ndcg_at_{report.k}": f"{c.ndcg_at_k:.4f}",
+            "status": "awaiting_approval" if report.passed else "rejected",
+        },
+    )
+    get_run_logger().info(
+        "validation of %s: recall@%d %.3f, MRR %.3f, nDCG@%d %.3f — %s",
+        report.collection,
+        report.k,
+        c.recall_at_k,
+        c.mrr,
+        report.k,
+        c.ndcg_at_k,
+        "passed" if report.passed else "; ".join(report.failures),
+    )
     return run_id

@@ -18,8 +18,14 @@ from indexpair.errors import SourceDataError
 from indexpair.settings import Settings
 from tasks.validation import GoldenSet, check_golden_ids
 
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json",
-           ".json": "json", ".ndjson": "json"}
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "json",
+    ".json": "json",
+    ".ndjson": "json",
+}
 TEXT_JOIN = ". "
 
 
@@ -28,8 +34,11 @@ class SourceSpec(BaseModel):
 
     uri: str = Field(description="Local path or s3://bucket/key of a Parquet, CSV or JSONL file")
     id_field: str = Field("id", description="Column holding the unique document id")
-    text_fields: list[str] = Field(["title", "description"], min_length=1,
-                                   description="Columns joined with '. ' into the text to embed")
+    text_fields: list[str] = Field(
+        ["title", "description"],
+        min_length=1,
+        description="Columns joined with '. ' into the text to embed",
+    )
 
 
 class SourceSummary(BaseModel):
@@ -46,8 +55,9 @@ def source_format(uri: str) -> str:
     for ext, fmt in FORMATS.items():
         if uri.lower().endswith(ext):
             return fmt
-    raise SourceDataError(f"source {uri!r} has an unknown extension; "
-                          f"use one of {', '.join(sorted(FORMATS))}")
+    raise SourceDataError(
+        f"source {uri!r} has an unknown extension; use one of {', '.join(sorted(FORMATS))}"
+    )
 
 
 def filesystem(settings: Settings, uri: str) -> tuple[pafs.FileSystem, str]:
@@ -56,14 +66,22 @@ def filesystem(settings: Settings, uri: str) -> tuple[pafs.FileSystem, str]:
     if parsed.scheme == "s3":
         endpoint = urlparse(settings.aws_endpoint_url) if settings.aws_endpoint_url else None
         fs = pafs.S3FileSystem(
-            access_key=(settings.aws_access_key_id.get_secret_value()
-                        if settings.aws_access_key_id else None),
-            secret_key=(settings.aws_secret_access_key.get_secret_value()
-                        if settings.aws_secret_access_key else None),
+            access_key=(
+                settings.aws_access_key_id.get_secret_value()
+                if settings.aws_access_key_id
+                else None
+            ),
+            secret_key=(
+                settings.aws_secret_access_key.get_secret_value()
+                if settings.aws_secret_access_key
+                else None
+            ),
             region=settings.aws_region,
             endpoint_override=endpoint.netloc if endpoint else None,
             scheme=endpoint.scheme if endpoint else "https",
-            connect_timeout=10, request_timeout=30)
+            connect_timeout=10,
+            request_timeout=30,
+        )
         return fs, f"{parsed.netloc}{parsed.path}"
     if parsed.scheme not in ("", "file"):
         raise SourceDataError(f"source {uri!r}: scheme {parsed.scheme!r} is not supported")
@@ -84,17 +102,18 @@ def open_dataset(settings: Settings, spec: SourceSpec) -> pds.Dataset:
         raise SourceDataError(f"source {spec.uri!r} cannot be read as {fmt}: {exc}") from exc
     missing = [c for c in [spec.id_field, *spec.text_fields] if c not in names]
     if missing:
-        raise SourceDataError(f"source {spec.uri!r} has no column(s) {missing}; "
-                              f"it has {sorted(names)}")
+        raise SourceDataError(
+            f"source {spec.uri!r} has no column(s) {missing}; it has {sorted(names)}"
+        )
     return dataset
 
 
-def iter_batches(settings: Settings, spec: SourceSpec,
-                 batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+def iter_batches(
+    settings: Settings, spec: SourceSpec, batch_size: int = 10_000
+) -> Iterator[pa.RecordBatch]:
     """Stream the id and text columns of the source."""
     dataset = open_dataset(settings, spec)
-    yield from dataset.to_batches(columns=[spec.id_field, *spec.text_fields],
-                                  batch_size=batch_size)
+    yield from dataset.to_batches(columns=[spec.id_field, *spec.text_fields], batch_size=batch_size)
 
 
 def fingerprint(settings: Settings, uri: str) -> str:
@@ -133,28 +152,41 @@ def check_source(settings: Settings, spec: SourceSpec) -> tuple[SourceSummary, s
                 at = int(pc.index(pc.is_null(col), True).as_py())
                 raise SourceDataError(
                     f"source {spec.uri!r} row {row + at} (id {ids[at].as_py()!r}) has null "
-                    f"{field!r}")
+                    f"{field!r}"
+                )
         for i, value in enumerate(ids.to_pylist()):
             key = str(value)
             if not key.strip():
                 raise SourceDataError(f"source {spec.uri!r} row {row + i} has an empty id")
             if key in seen:
-                raise SourceDataError(f"source {spec.uri!r} has duplicate id {key!r} "
-                                      f"(again at row {row + i})")
+                raise SourceDataError(
+                    f"source {spec.uri!r} has duplicate id {key!r} (again at row {row + i})"
+                )
             seen.add(key)
         row += batch.num_rows
     if row == 0:
         raise SourceDataError(f"source {spec.uri!r} is empty: nothing to index")
     uri = spec.uri if "://" in spec.uri else str(Path(spec.uri).resolve())
-    summary = SourceSummary(uri=uri, format=source_format(spec.uri), rows=row,
-                            fingerprint=fingerprint(settings, spec.uri))
+    summary = SourceSummary(
+        uri=uri,
+        format=source_format(spec.uri),
+        rows=row,
+        fingerprint=fingerprint(settings, spec.uri),
+    )
     return summary, seen
 
 
 def document_texts(batch: pa.RecordBatch | dict, text_fields: list[str]) -> list[str]:
     """The text embedded for each row: the text fields joined with '. '."""
-    columns = [[str(v) for v in (batch.column(f).to_pylist() if isinstance(batch, pa.RecordBatch)
-                                 else list(batch[f]))] for f in text_fields]
+    columns = [
+        [
+            str(v)
+            for v in (
+                batch.column(f).to_pylist() if isinstance(batch, pa.RecordBatch) else list(batch[f])
+            )
+        ]
+        for f in text_fields
+    ]
     return [TEXT_JOIN.join(parts) for parts in zip(*columns, strict=True)]
 
 
@@ -171,8 +203,9 @@ def sample_texts(settings: Settings, spec: SourceSpec, n: int = 8) -> list[str]:
 
 
 @task(name="inspect-source", persist_result=True)
-def inspect_source(settings: Settings, spec: SourceSpec,
-                   golden: GoldenSet) -> tuple[SourceSummary, list[str]]:
+def inspect_source(
+    settings: Settings, spec: SourceSpec, golden: GoldenSet
+) -> tuple[SourceSummary, list[str]]:
     """Check the source (and the golden ids against it); return its summary and a sample."""
     summary, ids = check_source(settings, spec)
     check_golden_ids(golden, ids, spec.uri)

@@ -34,8 +34,8 @@ class ValidationPolicy(BaseModel):
     min_mrr: float = Field(0.4, ge=0, le=1, description="Mean reciprocal rank at least this")
     min_ndcg_at_k: float = Field(0.35, ge=0, le=1, description="Mean nDCG@k at least this")
     max_regression: float = Field(
-        0.05, ge=0, le=1,
-        description="Largest drop allowed against the live pair on each metric")
+        0.05, ge=0, le=1, description="Largest drop allowed against the live pair on each metric"
+    )
 
 
 class Metrics(BaseModel):
@@ -106,8 +106,9 @@ def ndcg_at_k(retrieved: Sequence[str], relevant: set[str], k: int) -> float:
     return dcg / ideal
 
 
-def mean_metrics(results: list[list[str]], golden: GoldenSet, k: int,
-                 latency_ms: float = 0.0) -> Metrics:
+def mean_metrics(
+    results: list[list[str]], golden: GoldenSet, k: int, latency_ms: float = 0.0
+) -> Metrics:
     """Average the three metrics over all golden queries."""
     rel = [set(q.relevant_ids) for q in golden.queries]
     n = len(rel)
@@ -115,22 +116,29 @@ def mean_metrics(results: list[list[str]], golden: GoldenSet, k: int,
         recall_at_k=sum(recall_at_k(r, s, k) for r, s in zip(results, rel, strict=True)) / n,
         mrr=sum(reciprocal_rank(r, s, k) for r, s in zip(results, rel, strict=True)) / n,
         ndcg_at_k=sum(ndcg_at_k(r, s, k) for r, s in zip(results, rel, strict=True)) / n,
-        queries=n, p50_latency_ms=latency_ms)
+        queries=n,
+        p50_latency_ms=latency_ms,
+    )
 
 
 def decide(candidate: Metrics, live: Metrics | None, policy: ValidationPolicy) -> list[str]:
     """Every reason to reject the candidate (empty when it passes)."""
     failures = []
-    floors = {"recall_at_k": policy.min_recall_at_k, "mrr": policy.min_mrr,
-              "ndcg_at_k": policy.min_ndcg_at_k}
+    floors = {
+        "recall_at_k": policy.min_recall_at_k,
+        "mrr": policy.min_mrr,
+        "ndcg_at_k": policy.min_ndcg_at_k,
+    }
     for name, value in candidate.as_dict().items():
         if value < floors[name]:
             failures.append(f"{name} {value:.3f} < threshold {floors[name]:.3f}")
         if live is not None:
             before = live.as_dict()[name]
             if value < before - policy.max_regression:
-                failures.append(f"{name} {value:.3f} regresses from live {before:.3f} "
-                                f"by more than {policy.max_regression:.3f}")
+                failures.append(
+                    f"{name} {value:.3f} regresses from live {before:.3f} "
+                    f"by more than {policy.max_regression:.3f}"
+                )
     return failures
 
 
@@ -150,8 +158,10 @@ def load_golden(uri: str) -> GoldenSet:
     if isinstance(raw, dict) and "queries" in raw:
         raw = raw["queries"]
     if not isinstance(raw, list) or not raw:
-        raise GoldenQueryError(f"golden-query file {uri!r} must hold a non-empty JSON list "
-                               "of {\"query\", \"relevant_ids\"} objects")
+        raise GoldenQueryError(
+            f"golden-query file {uri!r} must hold a non-empty JSON list "
+            'of {"query", "relevant_ids"} objects'
+        )
     queries = []
     for i, item in enumerate(raw):
         try:
@@ -159,8 +169,9 @@ def load_golden(uri: str) -> GoldenSet:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise GoldenQueryError(f"golden-query file {uri!r} entry #{i} ({str(item)[:80]}): "
-                                   f"{where}: {first['msg']}") from exc
+            raise GoldenQueryError(
+                f"golden-query file {uri!r} entry #{i} ({str(item)[:80]}): {where}: {first['msg']}"
+            ) from exc
     return GoldenSet(uri=uri, queries=queries)
 
 
@@ -171,11 +182,13 @@ def check_golden_ids(golden: GoldenSet, source_ids: set[str], source_uri: str) -
         if unknown:
             raise GoldenQueryError(
                 f"golden query #{i} {q.query!r} names ids not in source {source_uri!r}: "
-                f"{unknown[:5]}")
+                f"{unknown[:5]}"
+            )
 
 
-def run_golden(gateway: MilvusGateway, collection: str, model: Any, golden: GoldenSet,
-               k: int, what: str) -> Metrics:
+def run_golden(
+    gateway: MilvusGateway, collection: str, model: Any, golden: GoldenSet, k: int, what: str
+) -> Metrics:
     """Encode the golden queries with ``model`` and search ``collection``."""
     texts = [q.query for q in golden.queries]
     vectors = registry.encode(model, texts, what, allow_zero=True)
@@ -188,33 +201,53 @@ def run_golden(gateway: MilvusGateway, collection: str, model: Any, golden: Gold
     return mean_metrics(results, golden, k, per_query_ms)
 
 
-def validate(settings: Settings, collection: str, model_path: str, label: str,
-             golden: GoldenSet, policy: ValidationPolicy, live_collection: str | None
-             ) -> ValidationReport:
+def validate(
+    settings: Settings,
+    collection: str,
+    model_path: str,
+    label: str,
+    golden: GoldenSet,
+    policy: ValidationPolicy,
+    live_collection: str | None,
+) -> ValidationReport:
     """Golden-query validation of a candidate, compared with the live pair if there is one."""
     gateway = MilvusGateway(settings)
     try:
-        candidate = run_golden(gateway, collection, registry.load_model(model_path), golden,
-                               policy.k, label)
+        candidate = run_golden(
+            gateway, collection, registry.load_model(model_path), golden, policy.k, label
+        )
         live = live_label = None
         if live_collection:
             pair = gateway.read_pair(live_collection)
-            ref = registry.ModelVersionRef(name=pair.model_name, version=pair.model_version,
-                                           uri=pair.model_uri)
+            ref = registry.ModelVersionRef(
+                name=pair.model_name, version=pair.model_version, uri=pair.model_uri
+            )
             live_label = f"model {pair.model_name} v{pair.model_version}"
             live_model = registry.load_model(registry.download_model(settings, ref))
             live = run_golden(gateway, live_collection, live_model, golden, policy.k, live_label)
     finally:
         gateway.close()
-    return ValidationReport(collection=collection, k=policy.k, candidate=candidate, live=live,
-                            live_collection=live_collection, live_model=live_label,
-                            failures=decide(candidate, live, policy))
+    return ValidationReport(
+        collection=collection,
+        k=policy.k,
+        candidate=candidate,
+        live=live,
+        live_collection=live_collection,
+        live_model=live_label,
+        failures=decide(candidate, live, policy),
+    )
 
 
 @task(name="validate-candidate", persist_result=True)
-def validate_candidate(settings: Settings, collection: str, model_path: str, label: str,
-                       golden: GoldenSet, policy: ValidationPolicy,
-                       live_collection: str | None) -> ValidationReport:
+def validate_candidate(
+    settings: Settings,
+    collection: str,
+    model_path: str,
+    label: str,
+    golden: GoldenSet,
+    policy: ValidationPolicy,
+    live_collection: str | None,
+) -> ValidationReport:
     """Task wrapper of :func:`validate`."""
     return validate(settings, collection, model_path, label, golden, policy, live_collection)
 

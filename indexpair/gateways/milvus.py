@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from indexpair.errors import BuildError, PairNotFound
+from indexpair.errors import BuildError, MilvusUnavailable, PairNotFound
 from indexpair.pair import PairMetadata, PairState, check_name, is_managed, now_iso
 from indexpair.settings import Settings
 
@@ -47,8 +47,16 @@ class MilvusGateway:
     def __init__(self, settings: Settings) -> None:
         token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
         self.uri = settings.milvus_uri
-        self.client = MilvusClient(uri=settings.milvus_uri, token=token,
-                                   timeout=settings.milvus_timeout_s)
+        try:
+            self.client = MilvusClient(
+                uri=settings.milvus_uri, token=token, timeout=settings.milvus_timeout_s
+            )
+        except MilvusException as exc:
+            raise MilvusUnavailable(
+                f"Milvus at {settings.milvus_uri} is unreachable: "
+                f"{exc.message}; is the stack up or MILVUS_URI "
+                "right?"
+            ) from exc
 
     def close(self) -> None:
         """Release the connection."""
@@ -63,11 +71,15 @@ class MilvusGateway:
         schema.add_field(HASH_FIELD, DataType.VARCHAR, max_length=64)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=meta.dim)
         index = self.client.prepare_index_params()
-        index.add_index(field_name=VECTOR_FIELD, index_type="HNSW", metric_type=meta.metric,
-                        params=HNSW_PARAMS)
-        _retrying(lambda: self.client.create_collection(
-            name, schema=schema, index_params=index, properties=meta.to_properties()),
-            f"create_collection {name}")
+        index.add_index(
+            field_name=VECTOR_FIELD, index_type="HNSW", metric_type=meta.metric, params=HNSW_PARAMS
+        )
+        _retrying(
+            lambda: self.client.create_collection(
+                name, schema=schema, index_params=index, properties=meta.to_properties()
+            ),
+            f"create_collection {name}",
+        )
 
     def exists(self, name: str) -> bool:
         """True when the collection exists."""
@@ -92,8 +104,10 @@ class MilvusGateway:
         """Change pair properties (state, reason, timestamps); stamps ``updated_at``."""
         props = {f"indexpair.{k}": str(v) for k, v in changes.items()}
         props["indexpair.updated_at"] = now_iso()
-        _retrying(lambda: self.client.alter_collection_properties(name, properties=props),
-                  "alter_collection_properties")
+        _retrying(
+            lambda: self.client.alter_collection_properties(name, properties=props),
+            "alter_collection_properties",
+        )
 
     def set_state(self, name: str, state: PairState, reason: str = "") -> None:
         """Move a pair to ``state``; ``reason`` says why when it is a failure."""
@@ -125,11 +139,14 @@ class MilvusGateway:
         return True
 
     # -- rows -----------------------------------------------------------------------------
-    def insert(self, name: str, ids: Sequence[str], hashes: Sequence[str],
-               vectors: np.ndarray) -> int:
+    def insert(
+        self, name: str, ids: Sequence[str], hashes: Sequence[str], vectors: np.ndarray
+    ) -> int:
         """Insert (upsert, so a retried batch never duplicates) one batch of rows."""
-        rows = [{ID_FIELD: i, HASH_FIELD: h, VECTOR_FIELD: v}
-                for i, h, v in zip(ids, hashes, vectors.tolist(), strict=True)]
+        rows = [
+            {ID_FIELD: i, HASH_FIELD: h, VECTOR_FIELD: v}
+            for i, h, v in zip(ids, hashes, vectors.tolist(), strict=True)
+        ]
         result = _retrying(lambda: self.client.upsert(name, rows), f"upsert into {name}")
         return int(result.get("upsert_count", len(rows)))
 
@@ -152,18 +169,28 @@ class MilvusGateway:
 
     def search(self, name: str, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Top-k (id, score) per query vector, searched in one concrete collection."""
-        res = _retrying(lambda: self.client.search(
-            name, data=vectors.astype(np.float32).tolist(), limit=k, anns_field=VECTOR_FIELD,
-            output_fields=[ID_FIELD], search_params={"params": {"ef": max(SEARCH_EF, k)}}),
-            f"search {name}")
+        res = _retrying(
+            lambda: self.client.search(
+                name,
+                data=vectors.astype(np.float32).tolist(),
+                limit=k,
+                anns_field=VECTOR_FIELD,
+                output_fields=[ID_FIELD],
+                search_params={"params": {"ef": max(SEARCH_EF, k)}},
+            ),
+            f"search {name}",
+        )
         return [[(str(hit["id"]), float(hit["distance"])) for hit in hits] for hits in res]
 
     def fetch(self, name: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Rows by primary key (id, content hash, vector)."""
         id_list = list(ids)
         quoted = ", ".join('"' + i.replace('"', '\\"') + '"' for i in id_list)
-        rows = self.client.query(name, filter=f"{ID_FIELD} in [{quoted}]",
-                                 output_fields=[ID_FIELD, HASH_FIELD, VECTOR_FIELD])
+        rows = self.client.query(
+            name,
+            filter=f"{ID_FIELD} in [{quoted}]",
+            output_fields=[ID_FIELD, HASH_FIELD, VECTOR_FIELD],
+        )
         return {str(r[ID_FIELD]): dict(r) for r in rows}
 
     # -- aliases --------------------------------------------------------------------------

@@ -33,8 +33,9 @@ def _client(settings: Settings) -> Any:
     # Imported lazily: mlflow is slow to import and no client is built at import time.
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri,
-                        registry_uri=settings.mlflow_tracking_uri)
+    return MlflowClient(
+        tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri
+    )
 
 
 def _declared_dim(client: Any, name: str, version: str) -> int | None:
@@ -54,8 +55,9 @@ def _declared_dim(client: Any, name: str, version: str) -> int | None:
     return int(shape[-1]) if shape and int(shape[-1]) > 0 else None
 
 
-def resolve_version(settings: Settings, name: str, version: str | None = None,
-                    alias: str | None = None) -> ModelVersionRef:
+def resolve_version(
+    settings: Settings, name: str, version: str | None = None, alias: str | None = None
+) -> ModelVersionRef:
     """Which model version to build: explicit version, else the staging alias, else stage.
 
     Raises:
@@ -68,8 +70,9 @@ def resolve_version(settings: Settings, name: str, version: str | None = None,
     try:
         client.get_registered_model(name)
     except MlflowException as exc:
-        raise RegistryError(f"model {name!r} is not registered in MLflow at "
-                            f"{settings.mlflow_tracking_uri}") from exc
+        raise RegistryError(
+            f"model {name!r} is not registered in MLflow at {settings.mlflow_tracking_uri}"
+        ) from exc
     resolved_by = "explicit"
     if version is None:
         try:
@@ -80,16 +83,23 @@ def resolve_version(settings: Settings, name: str, version: str | None = None,
                 warnings.simplefilter("ignore", FutureWarning)
                 latest = client.get_latest_versions(name, stages=["Staging"])
             if not latest:
-                raise RegistryError(f"model {name!r} has no version at alias {alias!r} "
-                                    "and none in the legacy stage 'Staging'") from None
+                raise RegistryError(
+                    f"model {name!r} has no version at alias {alias!r} "
+                    "and none in the legacy stage 'Staging'"
+                ) from None
             version = str(latest[0].version)
             resolved_by = "stage 'Staging'"
     try:
         mv = client.get_model_version(name, str(version))
     except MlflowException as exc:
         raise RegistryError(f"model {name!r} has no version {version!r}") from exc
-    ref = ModelVersionRef(name=name, version=str(mv.version), uri=f"models:/{name}/{mv.version}",
-                          source=str(mv.source or ""), resolved_by=resolved_by)
+    ref = ModelVersionRef(
+        name=name,
+        version=str(mv.version),
+        uri=f"models:/{name}/{mv.version}",
+        source=str(mv.source or ""),
+        resolved_by=resolved_by,
+    )
     ref.declared_dim = _declared_dim(client, name, ref.version)
     return ref
 
@@ -126,19 +136,22 @@ def encode(model: Any, texts: list[str], what: str, allow_zero: bool = False) ->
     raw = model.predict(texts)
     vectors = np.asarray(raw, dtype=np.float32)
     if vectors.ndim != 2:
-        raise ModelOutputError(f"{what} returned an array of shape {vectors.shape}; "
-                               "expected (rows, dim)")
+        raise ModelOutputError(
+            f"{what} returned an array of shape {vectors.shape}; expected (rows, dim)"
+        )
     if vectors.shape[0] != len(texts):
-        raise ModelOutputError(f"{what} returned {vectors.shape[0]} vectors for "
-                               f"{len(texts)} texts")
+        raise ModelOutputError(f"{what} returned {vectors.shape[0]} vectors for {len(texts)} texts")
     if not np.isfinite(vectors).all():
         bad = int((~np.isfinite(vectors)).any(axis=1).sum())
-        raise ModelOutputError(f"{what} returned NaN or infinite values in {bad} of "
-                               f"{len(texts)} vectors")
+        raise ModelOutputError(
+            f"{what} returned NaN or infinite values in {bad} of {len(texts)} vectors"
+        )
     zero = np.linalg.norm(vectors, axis=1) == 0
     if zero.any() and not allow_zero:
-        raise ModelOutputError(f"{what} returned {int(zero.sum())} all-zero vectors "
-                               f"(first for text {texts[int(np.argmax(zero))]!r})")
+        raise ModelOutputError(
+            f"{what} returned {int(zero.sum())} all-zero vectors "
+            f"(first for text {texts[int(np.argmax(zero))]!r})"
+        )
     return vectors
 
 
@@ -177,17 +190,28 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
         return None
 
 
-def log_validation_run(settings: Settings, ref: ModelVersionRef, collection: str,
-                       metrics: dict[str, float], params: dict[str, Any]) -> str:
+def log_validation_run(
+    settings: Settings,
+    ref: ModelVersionRef,
+    collection: str,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+) -> str:
     """Record validation figures as an MLflow run; return its id."""
     client = _client(settings)
     experiment = client.get_experiment_by_name("indexpair-validation")
-    experiment_id = (experiment.experiment_id if experiment
-                     else client.create_experiment("indexpair-validation"))
-    run = client.create_run(experiment_id, run_name=f"validate {ref.name} v{ref.version}",
-                            tags={"indexpair.collection": collection,
-                                  "indexpair.model_name": ref.name,
-                                  "indexpair.model_version": ref.version})
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment("indexpair-validation")
+    )
+    run = client.create_run(
+        experiment_id,
+        run_name=f"validate {ref.name} v{ref.version}",
+        tags={
+            "indexpair.collection": collection,
+            "indexpair.model_name": ref.name,
+            "indexpair.model_version": ref.version,
+        },
+    )
     for key, value in metrics.items():
         client.log_metric(run.info.run_id, key, float(value))
     for key, value in params.items():

@@ -44,38 +44,89 @@ def prefect_api(settings: Settings) -> Iterator[None]:
         yield
 
 
+def require_api(settings: Settings) -> None:
+    """Fail fast, with the URL, when the Prefect API does not answer.
+
+    Raises:
+        IndexPairError: the API is unreachable or unhealthy.
+    """
+    import httpx
+
+    url = settings.prefect_api_url.rstrip("/") + "/health"
+    try:
+        ok = httpx.get(url, timeout=httpx.Timeout(10.0, connect=3.0)).status_code == 200
+    except httpx.HTTPError as exc:
+        raise IndexPairError(
+            f"Prefect API at {settings.prefect_api_url} is unreachable "
+            f"({type(exc).__name__}); is the stack up (`indexpair stack "
+            "up`) or PREFECT_API_URL right?"
+        ) from exc
+    if not ok:
+        raise IndexPairError(f"Prefect API at {settings.prefect_api_url} is not healthy")
+
+
+def run_id(value: str | UUID) -> UUID:
+    """A flow-run id, or a clear error naming the value."""
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise IndexPairError(
+            f"{value!r} is not a flow-run id (a UUID such as "
+            "'4f759fe4-cb81-424d-bcba-ad25b06a059b')"
+        ) from None
+
+
 def snapshot(settings: Settings, flow_run_id: str | UUID) -> RunSnapshot:
     """Read one flow run's current state."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(str(flow_run_id)))
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id(flow_run_id))
+    except ObjectNotFound as exc:
+        raise IndexPairError(
+            f"flow run {flow_run_id} does not exist on {settings.prefect_api_url}"
+        ) from exc
     state = run.state
     return RunSnapshot(
-        id=str(run.id), name=run.name, deployment_id=str(run.deployment_id),
+        id=str(run.id),
+        name=run.name,
+        deployment_id=str(run.deployment_id),
         state_type=state.type.value if state else "UNKNOWN",
         state_name=state.name if state else "Unknown",
         message=(state.message or "") if state else "",
-        parameters=dict(run.parameters), url=settings.flow_run_url(str(run.id)))
+        parameters=dict(run.parameters),
+        url=settings.flow_run_url(str(run.id)),
+    )
 
 
-def start_deployment(settings: Settings, parameters: dict[str, Any],
-                     deployment: str | None = None) -> RunSnapshot:
+def start_deployment(
+    settings: Settings, parameters: dict[str, Any], deployment: str | None = None
+) -> RunSnapshot:
     """Create a flow run of the promote deployment and return at once."""
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
     name = deployment or settings.deployment_name
+    require_api(settings)
     try:
         run = run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
     except ObjectNotFound as exc:
-        raise IndexPairError(f"deployment {name!r} not found on {settings.prefect_api_url}; "
-                             "is the stack up (`indexpair stack up`)?") from exc
+        raise IndexPairError(
+            f"deployment {name!r} not found on {settings.prefect_api_url}; "
+            "is the stack up (`indexpair stack up`)?"
+        ) from exc
     return snapshot(settings, run.id)  # type: ignore[union-attr]  # sync call here
 
 
-def wait(settings: Settings, flow_run_id: str, timeout_s: float,
-         until_paused: bool = True, poll_s: float = 1.0) -> RunSnapshot:
+def wait(
+    settings: Settings,
+    flow_run_id: str,
+    timeout_s: float,
+    until_paused: bool = True,
+    poll_s: float = 1.0,
+) -> RunSnapshot:
     """Poll a run until it is awaiting approval (if asked) or final, or the timeout passes."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -92,15 +143,18 @@ def resume(settings: Settings, flow_run_id: str, run_input: dict[str, Any]) -> N
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
+    target = run_id(flow_run_id)
+    require_api(settings)
     try:
-        resume_flow_run(UUID(flow_run_id), run_input=run_input)
+        resume_flow_run(target, run_input=run_input)
     except ObjectNotFound as exc:
         raise IndexPairError(f"flow run {flow_run_id} does not exist") from exc
     except Exception as exc:
         if type(exc).__name__ == "NotPausedError":
             state = snapshot(settings, flow_run_id)
-            raise IndexPairError(f"flow run {flow_run_id} is not awaiting approval; it is "
-                                 f"{state['state_name']}") from exc
+            raise IndexPairError(
+                f"flow run {flow_run_id} is not awaiting approval; it is {state['state_name']}"
+            ) from exc
         raise
 
 

@@ -14,15 +14,25 @@ from indexpair.settings import Settings
 from tests.conftest import DATA_DIR, MODEL_NAME
 
 # Thresholds the small demo set is validated with (measured: see demo/evaluate.py).
-SMALL_POLICY = {"k": 10, "min_recall_at_k": 0.4, "min_mrr": 0.4, "min_ndcg_at_k": 0.35,
-                "max_regression": 0.05}
+SMALL_POLICY = {
+    "k": 10,
+    "min_recall_at_k": 0.4,
+    "min_mrr": 0.4,
+    "min_ndcg_at_k": 0.35,
+    "max_regression": 0.05,
+}
 
 
 def promotion_params(version: str, alias: str, **extra: Any) -> dict[str, Any]:
     """Parameters of a promote run on the small demo catalog."""
     extra.setdefault("validation", SMALL_POLICY)
-    params = promotion_parameters(MODEL_NAME, str(DATA_DIR / "products_small.parquet"),
-                                  str(DATA_DIR / "golden_queries_small.json"), version, alias)
+    params = promotion_parameters(
+        MODEL_NAME,
+        str(DATA_DIR / "products_small.parquet"),
+        str(DATA_DIR / "golden_queries_small.json"),
+        version,
+        alias,
+    )
     params.update(extra)
     return params
 
@@ -32,8 +42,9 @@ def start(settings: Settings, params: dict[str, Any], wait_s: float = 600) -> di
     return start_promotion(settings, params, wait_s)
 
 
-def decide(settings: Settings, snap: dict[str, Any], approve: bool,
-           approver: str = "pytest") -> dict[str, Any]:
+def decide(
+    settings: Settings, snap: dict[str, Any], approve: bool, approver: str = "pytest"
+) -> dict[str, Any]:
     """Answer the approval form and wait for the run to end."""
     assert snap["state_type"] == "PAUSED", snap
     return answer(settings, snap["id"], approve, approver, "from the e2e tests")

@@ -19,8 +19,9 @@ from tests.e2e.conftest import build_name, decide, promotion_params, start
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
-def test_approve_moves_alias_and_mirrors_mlflow(stack_settings: Settings, milvus: MilvusGateway,
-                                                demo_versions: dict[str, str]) -> None:
+def test_approve_moves_alias_and_mirrors_mlflow(
+    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str]
+) -> None:
     alias = "e2e_approve"
     first = start(stack_settings, promotion_params(demo_versions["tfidf"], alias))
     assert first["state_type"] == "PAUSED", first
@@ -37,8 +38,11 @@ def test_approve_moves_alias_and_mirrors_mlflow(stack_settings: Settings, milvus
 
     assert milvus.alias_target(alias) == v2
     pair = milvus.read_pair(v2)
-    assert (pair.state, pair.model_version, pair.dim) == (PairState.LIVE, demo_versions["minilm"],
-                                                          384)
+    assert (pair.state, pair.model_version, pair.dim) == (
+        PairState.LIVE,
+        demo_versions["minilm"],
+        384,
+    )
     assert pair.source_rows == milvus.row_count(v2) > 0
     assert pair.source_fingerprint.startswith("sha256:")
     assert milvus.read_pair(v1).state == PairState.PREVIOUS
@@ -48,8 +52,10 @@ def test_approve_moves_alias_and_mirrors_mlflow(stack_settings: Settings, milvus
     assert tags["indexpair.collection"] == v2
     assert tags["indexpair.approved_by"] == "alice"
     assert float(tags["indexpair.recall_at_10"]) > 0.5
-    assert registry.alias_version(stack_settings, MODEL_NAME,
-                                  stack_settings.production_model_alias) == demo_versions["minilm"]
+    assert (
+        registry.alias_version(stack_settings, MODEL_NAME, stack_settings.production_model_alias)
+        == demo_versions["minilm"]
+    )
     searcher = PairSearcher(stack_settings, alias)
     response = searcher.search("waterproof hiking boots", k=5)
     searcher.close()
@@ -57,9 +63,9 @@ def test_approve_moves_alias_and_mirrors_mlflow(stack_settings: Settings, milvus
     assert len(response.hits) == 5
 
 
-def test_deny_removes_candidate_and_keeps_alias(stack_settings: Settings, milvus: MilvusGateway,
-                                                demo_versions: dict[str, str],
-                                                base_alias: str) -> None:
+def test_deny_removes_candidate_and_keeps_alias(
+    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str], base_alias: str
+) -> None:
     live_before = milvus.alias_target(base_alias)
     snap = start(stack_settings, promotion_params(demo_versions["minilm"], base_alias))
     candidate = build_name(snap, demo_versions["minilm"])
@@ -74,10 +80,9 @@ def test_deny_removes_candidate_and_keeps_alias(stack_settings: Settings, milvus
     assert tags["indexpair.rejected_collection"] == candidate
 
 
-def test_broken_model_is_rejected_by_validation(stack_settings: Settings,
-                                                milvus: MilvusGateway,
-                                                demo_versions: dict[str, str],
-                                                base_alias: str) -> None:
+def test_broken_model_is_rejected_by_validation(
+    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str], base_alias: str
+) -> None:
     live_before = milvus.alias_target(base_alias)
     snap = start(stack_settings, promotion_params(demo_versions["broken"], base_alias))
     assert snap["state_type"] == "FAILED", snap
@@ -90,13 +95,13 @@ def test_broken_model_is_rejected_by_validation(stack_settings: Settings,
     assert "ValidationFailed" in tags["indexpair.reject_reason"]
 
 
-def test_approval_timeout_fails_run_and_build_is_cleaned(stack_settings: Settings,
-                                                          milvus: MilvusGateway,
-                                                          demo_versions: dict[str, str],
-                                                          base_alias: str) -> None:
+def test_approval_timeout_fails_run_and_build_is_cleaned(
+    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str], base_alias: str
+) -> None:
     live_before = milvus.alias_target(base_alias)
-    snap = start(stack_settings, promotion_params(demo_versions["tfidf"], base_alias,
-                                                  approval_timeout_s=3))
+    snap = start(
+        stack_settings, promotion_params(demo_versions["tfidf"], base_alias, approval_timeout_s=3)
+    )
     assert snap["state_type"] == "PAUSED", snap
     candidate = build_name(snap, demo_versions["tfidf"])
     with prefect_api.prefect_api(stack_settings):
@@ -113,16 +118,24 @@ def test_approval_timeout_fails_run_and_build_is_cleaned(stack_settings: Setting
     assert "abandoned" in tags["indexpair.reject_reason"]
 
 
-@pytest.mark.parametrize(("params", "fragment"), [
-    ({"model_name": "no-such-model"}, "model 'no-such-model' is not registered"),
-    ({"model_version": "999"}, "has no version '999'"),
-    ({"golden_queries": "/nonexistent/golden.json"}, "does not exist"),
-    ({"source": {"uri": "/nonexistent/products.parquet"}}, "does not exist"),
-    ({"alias": "bad-alias"}, "not a valid Milvus name"),
-])
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"model_name": "no-such-model"}, "model 'no-such-model' is not registered"),
+        ({"model_version": "999"}, "has no version '999'"),
+        ({"golden_queries": "/nonexistent/golden.json"}, "does not exist"),
+        ({"source": {"uri": "/nonexistent/products.parquet"}}, "does not exist"),
+        ({"alias": "bad-alias"}, "not a valid Milvus name"),
+    ],
+)
 def test_bad_parameters_fail_clearly_and_touch_nothing(
-        stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str],
-        base_alias: str, params: dict[str, object], fragment: str) -> None:
+    stack_settings: Settings,
+    milvus: MilvusGateway,
+    demo_versions: dict[str, str],
+    base_alias: str,
+    params: dict[str, object],
+    fragment: str,
+) -> None:
     before = {name for name, _ in milvus.list_pairs()}
     live_before = milvus.alias_target(base_alias)
     overridden = promotion_params(demo_versions["tfidf"], base_alias)

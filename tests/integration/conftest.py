@@ -32,14 +32,22 @@ def faulty_versions(stack_settings: Settings) -> dict[str, str]:
     path = stack_settings.state_dir / "faulty_pipeline.joblib"
     joblib.dump(fit_tfidf_pipeline(product_texts(catalog), n_components=64), path)
     versions = {}
-    models = {"nan": (FaultyEmbedder("nan"), 64), "short": (FaultyEmbedder("short"), 64),
-              "zero": (FaultyEmbedder("zero"), 64), "wide": (TfidfEmbedder(), 384)}
+    models = {
+        "nan": (FaultyEmbedder("nan"), 64),
+        "short": (FaultyEmbedder("short"), 64),
+        "zero": (FaultyEmbedder("zero"), 64),
+        "wide": (TfidfEmbedder(), 384),
+    }
     for fault, (model, declared) in models.items():
         with mlflow.start_run(run_name=f"faulty-{fault}"):
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=model, artifacts={"pipeline": str(path)},
-                signature=embedder_signature(declared), registered_model_name=FAULTY_MODEL,
+                name="model",
+                python_model=model,
+                artifacts={"pipeline": str(path)},
+                signature=embedder_signature(declared),
+                registered_model_name=FAULTY_MODEL,
                 code_paths=[str(SUPPORT / "faulty_models.py")],
-                pip_requirements=["mlflow", "scikit-learn"])
+                pip_requirements=["mlflow", "scikit-learn"],
+            )
         versions[fault] = str(info.registered_model_version)
     return versions

@@ -16,9 +16,16 @@ pytestmark = pytest.mark.integration
 
 
 def _meta(build: str, rows: int = 3) -> PairMetadata:
-    return PairMetadata(model_name="m", model_version="1", model_uri="models:/m/1", dim=4,
-                        build_id=build, source_uri="/tmp/s.parquet",
-                        source_fingerprint="sha256:0", source_rows=rows)
+    return PairMetadata(
+        model_name="m",
+        model_version="1",
+        model_uri="models:/m/1",
+        dim=4,
+        build_id=build,
+        source_uri="/tmp/s.parquet",
+        source_fingerprint="sha256:0",
+        source_rows=rows,
+    )
 
 
 def _vectors(n: int) -> np.ndarray:

@@ -22,8 +22,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 SMALL = SourceSpec(uri=str(DATA_DIR / "products_small.parquet"))
 
 
-def test_resolve_by_alias_stage_and_explicit(stack_settings: Settings,
-                                             demo_versions: dict[str, str]) -> None:
+def test_resolve_by_alias_stage_and_explicit(
+    stack_settings: Settings, demo_versions: dict[str, str]
+) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(stack_settings.mlflow_tracking_uri)
@@ -45,24 +46,40 @@ def test_resolve_by_alias_stage_and_explicit(stack_settings: Settings,
     assert registry.resolve_version(stack_settings, MODEL_NAME, "1").version == "1"
 
 
-@pytest.mark.parametrize(("name", "version", "fragment"), [
-    ("nobody-registered-this", None, "'nobody-registered-this' is not registered"),
-    (MODEL_NAME, "4242", "has no version '4242'"),
-    (MODEL_NAME, None, "no version at alias 'staging' and none in the legacy stage"),
-])
-def test_resolve_errors(stack_settings: Settings, demo_versions: dict[str, str], name: str,
-                        version: str | None, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "version", "fragment"),
+    [
+        ("nobody-registered-this", None, "'nobody-registered-this' is not registered"),
+        (MODEL_NAME, "4242", "has no version '4242'"),
+        (MODEL_NAME, None, "no version at alias 'staging' and none in the legacy stage"),
+    ],
+)
+def test_resolve_errors(
+    stack_settings: Settings,
+    demo_versions: dict[str, str],
+    name: str,
+    version: str | None,
+    fragment: str,
+) -> None:
     with pytest.raises(RegistryError, match=fragment):
         registry.resolve_version(stack_settings, name, version)
 
 
-def _create(gateway: MilvusGateway, name: str, model: ModelProbe,
-            summary: SourceSummary) -> None:
+def _create(gateway: MilvusGateway, name: str, model: ModelProbe, summary: SourceSummary) -> None:
     ref = model.ref
-    gateway.create_pair_collection(name, PairMetadata(
-        model_name=ref.name, model_version=ref.version, model_uri=ref.uri, dim=model.dim,
-        build_id="test", source_uri=SMALL.uri, source_fingerprint=summary.fingerprint,
-        source_rows=summary.rows))
+    gateway.create_pair_collection(
+        name,
+        PairMetadata(
+            model_name=ref.name,
+            model_version=ref.version,
+            model_uri=ref.uri,
+            dim=model.dim,
+            build_id="test",
+            source_uri=SMALL.uri,
+            source_fingerprint=summary.fingerprint,
+            source_rows=summary.rows,
+        ),
+    )
 
 
 def _build(settings: Settings, fault_version: str, name: str) -> int:
@@ -78,8 +95,9 @@ def _build(settings: Settings, fault_version: str, name: str) -> int:
         gateway.close()
 
 
-def test_ray_build_inserts_every_row_once(stack_settings: Settings,
-                                          demo_versions: dict[str, str]) -> None:
+def test_ray_build_inserts_every_row_once(
+    stack_settings: Settings, demo_versions: dict[str, str]
+) -> None:
     ref = registry.resolve_version(stack_settings, MODEL_NAME, demo_versions["tfidf"])
     model = probe(stack_settings, ref, sample_texts(stack_settings, SMALL))
     summary, ids = check_source(stack_settings, SMALL)
@@ -100,15 +118,22 @@ def test_ray_build_inserts_every_row_once(stack_settings: Settings,
         gateway.close()
 
 
-@pytest.mark.parametrize(("fault", "fragment"), [
-    ("nan", "NaN or infinite values in 1 of"),
-    ("short", "vectors for"),
-    ("zero", "all-zero vectors"),
-    ("wide", "returned 64-dim vectors; its signature declares 384"),
-])
-def test_faulty_model_output_is_refused(stack_settings: Settings,
-                                        faulty_versions: dict[str, str], fault: str,
-                                        fragment: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("fault", "fragment"),
+    [
+        ("nan", "NaN or infinite values in 1 of"),
+        ("short", "vectors for"),
+        ("zero", "all-zero vectors"),
+        ("wide", "returned 64-dim vectors; its signature declares 384"),
+    ],
+)
+def test_faulty_model_output_is_refused(
+    stack_settings: Settings,
+    faulty_versions: dict[str, str],
+    fault: str,
+    fragment: str,
+    tmp_path: Path,
+) -> None:
     with pytest.raises(ModelOutputError, match=fragment) as info:
         _build(stack_settings, faulty_versions[fault], f"it_faulty_{fault}")
     assert f"model {FAULTY_MODEL} v{faulty_versions[fault]}" in str(info.value)

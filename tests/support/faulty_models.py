@@ -19,8 +19,9 @@ class FaultyEmbedder(TfidfEmbedder):
     def __init__(self, fault: str) -> None:
         self.fault = fault
 
-    def predict(self, context: Any, model_input: Any,
-                params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(
+        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         """Real embeddings, then the defect."""
         texts = _as_texts(model_input)
         vectors = np.asarray(self.pipeline.transform(texts), dtype=np.float32)

@@ -6,22 +6,28 @@ from indexpair.errors import InvalidNameError, PairNotFound
 from indexpair.pair import PairMetadata, PairState, check_name, collection_name, model_slug
 
 
-@pytest.mark.parametrize(("model", "version", "build", "expected"), [
-    ("product-embedder", "3", "abc123", "product_embedder_v3_abc123"),
-    ("My Model", "12", "0f0f", "my_model_v12_0f0f"),
-    ("7eleven", "1", "abcd", "m_7eleven_v1_abcd"),
-])
+@pytest.mark.parametrize(
+    ("model", "version", "build", "expected"),
+    [
+        ("product-embedder", "3", "abc123", "product_embedder_v3_abc123"),
+        ("My Model", "12", "0f0f", "my_model_v12_0f0f"),
+        ("7eleven", "1", "abcd", "m_7eleven_v1_abcd"),
+    ],
+)
 def test_collection_name(model: str, version: str, build: str, expected: str) -> None:
     assert collection_name(model, version, build) == expected
 
 
-@pytest.mark.parametrize(("name", "fragment"), [
-    ("bad-name", "not a valid Milvus name"),
-    ("1abc", "not a valid Milvus name"),
-    ("", "is empty"),
-    ("a" * 256, "Milvus allows 255"),
-    ("sp ace", "not a valid Milvus name"),
-])
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("bad-name", "not a valid Milvus name"),
+        ("1abc", "not a valid Milvus name"),
+        ("", "is empty"),
+        ("a" * 256, "Milvus allows 255"),
+        ("sp ace", "not a valid Milvus name"),
+    ],
+)
 def test_check_name_rejects(name: str, fragment: str) -> None:
     with pytest.raises(InvalidNameError, match=fragment):
         check_name(name)
@@ -43,9 +49,16 @@ def test_model_slug_without_letters() -> None:
 
 
 def _meta(**kw: object) -> PairMetadata:
-    base = dict(model_name="m", model_version="2", model_uri="models:/m/2", dim=384,
-                build_id="abcd", source_uri="/data/p.parquet", source_fingerprint="sha256:x",
-                source_rows=10)
+    base = dict(
+        model_name="m",
+        model_version="2",
+        model_uri="models:/m/2",
+        dim=384,
+        build_id="abcd",
+        source_uri="/data/p.parquet",
+        source_fingerprint="sha256:x",
+        source_rows=10,
+    )
     base.update(kw)
     return PairMetadata.model_validate(base)
 

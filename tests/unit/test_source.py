@@ -25,8 +25,9 @@ def _write(tmp_path: Path, df: pd.DataFrame, name: str = "p.parquet") -> str:
     return str(path)
 
 
-GOOD = pd.DataFrame({"id": ["P1", "P2", "P3"], "title": ["a", "b", "c"],
-                     "description": ["x", "y", "z"]})
+GOOD = pd.DataFrame(
+    {"id": ["P1", "P2", "P3"], "title": ["a", "b", "c"], "description": ["x", "y", "z"]}
+)
 
 
 @pytest.mark.parametrize("name", ["p.parquet", "p.csv", "p.jsonl"])
@@ -37,17 +38,28 @@ def test_good_source_in_each_format(tmp_path: Path, name: str) -> None:
     assert summary.fingerprint.startswith("sha256:")
 
 
-@pytest.mark.parametrize(("df", "fragment"), [
-    (GOOD.iloc[0:0], "is empty"),
-    (pd.DataFrame({"id": ["P1", "P1"], "title": ["a", "b"], "description": ["x", "y"]}),
-     "duplicate id 'P1'"),
-    (pd.DataFrame({"id": ["P1", None], "title": ["a", "b"], "description": ["x", "y"]}),
-     "row 1 has no 'id'"),
-    (pd.DataFrame({"id": ["P1", "P2"], "title": ["a", None], "description": ["x", "y"]}),
-     "row 1 \\(id 'P2'\\) has null 'title'"),
-    (pd.DataFrame({"id": ["P1"], "name": ["a"], "description": ["x"]}),
-     "has no column\\(s\\) \\['title'\\]"),
-])
+@pytest.mark.parametrize(
+    ("df", "fragment"),
+    [
+        (GOOD.iloc[0:0], "is empty"),
+        (
+            pd.DataFrame({"id": ["P1", "P1"], "title": ["a", "b"], "description": ["x", "y"]}),
+            "duplicate id 'P1'",
+        ),
+        (
+            pd.DataFrame({"id": ["P1", None], "title": ["a", "b"], "description": ["x", "y"]}),
+            "row 1 has no 'id'",
+        ),
+        (
+            pd.DataFrame({"id": ["P1", "P2"], "title": ["a", None], "description": ["x", "y"]}),
+            "row 1 \\(id 'P2'\\) has null 'title'",
+        ),
+        (
+            pd.DataFrame({"id": ["P1"], "name": ["a"], "description": ["x"]}),
+            "has no column\\(s\\) \\['title'\\]",
+        ),
+    ],
+)
 def test_bad_sources(tmp_path: Path, df: pd.DataFrame, fragment: str) -> None:
     with pytest.raises(SourceDataError, match=fragment):
         check_source(_settings(tmp_path), SourceSpec(uri=_write(tmp_path, df)))
@@ -61,8 +73,7 @@ def test_missing_and_unknown_format(tmp_path: Path) -> None:
 
 
 def test_document_text_and_hash() -> None:
-    texts = document_texts({"title": ["Boots"], "description": ["Warm."]},
-                           ["title", "description"])
+    texts = document_texts({"title": ["Boots"], "description": ["Warm."]}, ["title", "description"])
     assert texts == ["Boots. Warm."]
     assert content_hash(texts[0]) == content_hash("Boots. Warm.")
     assert content_hash("a") != content_hash("b")

@@ -40,8 +40,13 @@ def test_ndcg_perfect_and_partial() -> None:
 
 
 def test_mean_metrics_over_queries() -> None:
-    golden = GoldenSet(uri="g", queries=[GoldenQuery(query="q1", relevant_ids=["a"]),
-                                         GoldenQuery(query="q2", relevant_ids=["b"])])
+    golden = GoldenSet(
+        uri="g",
+        queries=[
+            GoldenQuery(query="q1", relevant_ids=["a"]),
+            GoldenQuery(query="q2", relevant_ids=["b"]),
+        ],
+    )
     m = mean_metrics([["a"], ["x", "b"]], golden, 10)
     assert m.recall_at_k == 1.0
     assert m.mrr == pytest.approx(0.75)
@@ -51,16 +56,18 @@ def _m(r: float, mrr: float, n: float) -> Metrics:
     return Metrics(recall_at_k=r, mrr=mrr, ndcg_at_k=n, queries=60)
 
 
-@pytest.mark.parametrize(("candidate", "live", "n_failures", "fragment"), [
-    (_m(0.9, 0.8, 0.8), None, 0, ""),
-    (_m(0.9, 0.8, 0.8), _m(0.9, 0.8, 0.8), 0, ""),
-    (_m(0.3, 0.8, 0.8), None, 1, "recall_at_k 0.300 < threshold 0.400"),
-    (_m(0.9, 0.8, 0.8), _m(0.99, 0.8, 0.8), 1, "recall_at_k 0.900 regresses from live 0.990"),
-    (_m(0.96, 0.8, 0.8), _m(0.99, 0.8, 0.8), 0, ""),  # within tolerance 0.05
-    (_m(0.05, 0.05, 0.05), _m(0.9, 0.8, 0.8), 6, "mrr 0.050 < threshold"),
-])
-def test_decide(candidate: Metrics, live: Metrics | None, n_failures: int,
-                fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("candidate", "live", "n_failures", "fragment"),
+    [
+        (_m(0.9, 0.8, 0.8), None, 0, ""),
+        (_m(0.9, 0.8, 0.8), _m(0.9, 0.8, 0.8), 0, ""),
+        (_m(0.3, 0.8, 0.8), None, 1, "recall_at_k 0.300 < threshold 0.400"),
+        (_m(0.9, 0.8, 0.8), _m(0.99, 0.8, 0.8), 1, "recall_at_k 0.900 regresses from live 0.990"),
+        (_m(0.96, 0.8, 0.8), _m(0.99, 0.8, 0.8), 0, ""),  # within tolerance 0.05
+        (_m(0.05, 0.05, 0.05), _m(0.9, 0.8, 0.8), 6, "mrr 0.050 < threshold"),
+    ],
+)
+def test_decide(candidate: Metrics, live: Metrics | None, n_failures: int, fragment: str) -> None:
     failures = decide(candidate, live, ValidationPolicy())
     assert len(failures) == n_failures
     assert fragment in "; ".join(failures)
@@ -72,15 +79,20 @@ def _write(tmp_path: Path, content: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    ("{not json", "is not valid JSON"),
-    ("[]", "must hold a non-empty JSON list"),
-    ('{"a": 1}', "must hold a non-empty JSON list"),
-    ('[{"query": "boots"}]', "entry #0"),
-    ('[{"query": "", "relevant_ids": ["P1"]}]', "entry #0"),
-    ('[{"query": "ok", "relevant_ids": ["P1"]}, {"query": "x", "relevant_ids": []}]',
-     "entry #1"),
-])
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[]", "must hold a non-empty JSON list"),
+        ('{"a": 1}', "must hold a non-empty JSON list"),
+        ('[{"query": "boots"}]', "entry #0"),
+        ('[{"query": "", "relevant_ids": ["P1"]}]', "entry #0"),
+        (
+            '[{"query": "ok", "relevant_ids": ["P1"]}, {"query": "x", "relevant_ids": []}]',
+            "entry #1",
+        ),
+    ],
+)
 def test_load_golden_rejects(tmp_path: Path, content: str, fragment: str) -> None:
     with pytest.raises(GoldenQueryError, match=fragment):
         load_golden(_write(tmp_path, content))

@@ -1,0 +1,49 @@
+"""The CLI refuses bad input before it reaches any service, naming the value."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from indexpair.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _nowhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Ports nobody listens on: a command that tried a service would fail differently.
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    monkeypatch.setenv("MILVUS_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("INDEXPAIR_STATE_DIR", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["approve", "not-a-uuid"], "'not-a-uuid' is not a flow-run id"),
+        (["deny", "1234"], "'1234' is not a flow-run id"),
+        (
+            ["promote", "--source", "/no/such/products.parquet"],
+            "source '/no/such/products.parquet' does not exist",
+        ),
+        (
+            ["promote", "--golden", "/no/such/golden.json"],
+            "golden-query file '/no/such/golden.json' does not exist",
+        ),
+        (["promote"], "Prefect API at http://127.0.0.1:9/api is unreachable"),
+        (["search", "boots", "--alias", "bad-alias"], "'bad-alias' is not a valid Milvus name"),
+    ],
+)
+def test_bad_input_is_refused_with_the_value(args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert fragment in " ".join(result.output.split())
+
+
+def test_placeholder_secret_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MILVUS_TOKEN", "changeme")
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 1
+    assert "MILVUS_TOKEN: Value error, is a placeholder value" in " ".join(result.output.split())
+    assert "changeme" not in result.output
