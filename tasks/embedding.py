@@ -123,7 +123,7 @@ def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
     columns = [spec.id_field, *spec.text_fields]
     fmt = source_format(spec.uri)
     if fmt == "parquet":
-        return ray.data.read_parquet(path, filesystem=fs, columns=columns)
+        return ray.data.read_parquet(path, filesystem=fs).select_columns(columns)
     ds = (
         ray.data.read_csv(path, filesystem=fs)
         if fmt == "csv"

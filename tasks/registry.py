@@ -54,7 +54,4 @@ def probe(settings: Settings, ref: ModelVersionRef, sample: list[str]) -> ModelP
     return ModelProbe(ref=ref, local_path=str(path), dim=dim)
 
 
-@task(name="probe-model", persist_result=True)
-def probe_model(settings: Settings, ref: ModelVersionRef, sample: list[str]) -> ModelProbe:
-    """Task wrapper of :func:`probe`."""
-    return probe(settings, ref, sample)
+probe_model = task(name="probe-model", persist_result=True)(probe)

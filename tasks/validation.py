@@ -238,21 +238,6 @@ def validate(
     )
 
 
-@task(name="validate-candidate", persist_result=True)
-def validate_candidate(
-    settings: Settings,
-    collection: str,
-    model_path: str,
-    label: str,
-    golden: GoldenSet,
-    policy: ValidationPolicy,
-    live_collection: str | None,
-) -> ValidationReport:
-    """Task wrapper of :func:`validate`."""
-    return validate(settings, collection, model_path, label, golden, policy, live_collection)
-
-
-@task(name="load-golden-queries", persist_result=True)
-def load_golden_queries(uri: str) -> GoldenSet:
-    """Task wrapper of :func:`load_golden`."""
-    return load_golden(uri)
+# The tasks are the plain functions above, orchestrated: unit tests call the functions.
+validate_candidate = task(name="validate-candidate", persist_result=True)(validate)
+load_golden_queries = task(name="load-golden-queries", persist_result=True)(load_golden)

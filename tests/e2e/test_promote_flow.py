@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,41 @@ from tests.e2e.conftest import build_name, decide, promotion_params, start
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
+def approval_form(settings: Settings, flow_run_id: str) -> dict[str, Any]:
+    """The form the Prefect UI shows for a suspended run: its JSON schema and description."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.input.run_input import keyset_from_paused_state
+
+    with prefect_api.prefect_api(settings), get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        assert run.state is not None
+        keys = keyset_from_paused_state(run.state)
+        return {"schema": json.loads(client.read_flow_run_input(run.id, keys["schema"])),
+                "description": json.loads(client.read_flow_run_input(run.id,
+                                                                     keys["description"]))}
+
+
+def task_states(settings: Settings, flow_run_id: str) -> dict[str, list[str]]:
+    """State names of a flow run's task runs, by task name, oldest first."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with prefect_api.prefect_api(settings), get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+    states: dict[str, list[str]] = {}
+    for run in runs:
+        name = run.name.rsplit("-", 1)[0]
+        states.setdefault(name, []).append(run.state.name if run.state else "?")
+    return states
+
+
 def test_approve_moves_alias_and_mirrors_mlflow(
     stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str]
 ) -> None:
@@ -27,9 +64,20 @@ def test_approve_moves_alias_and_mirrors_mlflow(
     assert first["state_type"] == "PAUSED", first
     v1 = build_name(first, demo_versions["tfidf"])
     assert milvus.read_pair(v1).state == PairState.AWAITING_APPROVAL
+    form = approval_form(stack_settings, first["id"])
+    assert set(form["schema"]["properties"]) == {"approve", "approver", "comment"}
+    assert set(form["schema"]["required"]) == {"approve", "approver"}
+    assert f"Candidate pair `{v1}`" in form["description"]
+    assert "| recall_at_k |" in form["description"]
     assert milvus.alias_target(alias) is None  # nothing changes before approval
     assert decide(stack_settings, first, approve=True)["state_type"] == "COMPLETED"
     assert milvus.alias_target(alias) == v1
+    # The resumed run re-ran the flow body: every build step came back from its persisted
+    # result instead of running again.
+    states = task_states(stack_settings, first["id"])
+    for step in ("create-collection", "embed-and-insert", "validate-candidate"):
+        assert states[step] == ["Completed", "Cached"], (step, states[step])
+    assert states["switch-alias"] == ["Completed"]
 
     second = start(stack_settings, promotion_params(demo_versions["minilm"], alias))
     v2 = build_name(second, demo_versions["minilm"])
