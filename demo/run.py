@@ -88,6 +88,10 @@ def _promotions(settings: Settings, console: Console, versions: dict[str, str]) 
         console.print(f"production is already v{live} from an earlier demo; v1 skipped")
     console.rule("4. v2 (all-MiniLM-L6-v2): build, validate, wait for a person")
     snap = _promote(settings, console, versions["minilm"])
+    if snap["state_type"] != "PAUSED":
+        raise IndexPairError(
+            f"v2 should await approval but is {snap['state_name']}: {snap['message']}"
+        )
     console.print(
         f"[bold yellow]v2 awaits approval[/]: open {snap['url']} and resume it "
         f"with the form, or run `indexpair approve {snap['id']}`"

@@ -41,6 +41,7 @@ class PairSearcher:
         self.gateway = MilvusGateway(settings)
         self._models: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._loaded: set[str] = set()
 
     def resolve(self) -> tuple[str, PairMetadata]:
         """The concrete collection behind the alias now, and its pair metadata.
@@ -54,7 +55,11 @@ class PairSearcher:
                 f"alias {self.alias!r} does not exist in Milvus at "
                 f"{self.settings.milvus_uri}; promote a pair first"
             )
-        return target, self.gateway.read_pair(target)
+        pair = self.gateway.read_pair(target)
+        if target not in self._loaded:  # checked once per collection, not per request
+            self.gateway.ensure_loaded(target)
+            self._loaded.add(target)
+        return target, pair
 
     def model(self, pair: PairMetadata) -> Any:
         """The pair's model version, loaded once and cached."""

@@ -137,7 +137,7 @@ def _milvus_healthy(settings: Settings, port: int) -> bool:
 
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
     try:
-        client = MilvusClient(uri=settings.milvus_uri, token=token, timeout=5)
+        client = MilvusClient(uri=settings.milvus_uri, token=token, timeout=5, dedicated=True)
         try:
             client.list_collections()
         finally:

@@ -262,7 +262,23 @@ def up(
             _pid_path(settings, name).unlink(missing_ok=True)
             raise
         logger.info("%s healthy after %.1f s at %s", name, time.monotonic() - started, spec.url)
+        if name == "milvus":
+            _load_live_pairs(settings)
     return status(settings, names, project_dir)
+
+
+def _load_live_pairs(settings: Settings) -> None:
+    """Milvus Lite comes back with every collection released: load the aliased pairs now,
+    so the first query after a restart finds production ready."""
+    from indexpair.gateways.milvus import MilvusGateway
+
+    gateway = MilvusGateway(settings)
+    try:
+        loaded = gateway.load_aliased()
+    finally:
+        gateway.close()
+    if loaded:
+        logger.info("loaded the aliased pairs after the restart: %s", ", ".join(loaded))
 
 
 def down(settings: Settings) -> list[str]:

@@ -218,6 +218,7 @@ def validate(
         )
         live = live_label = None
         if live_collection:
+            gateway.ensure_loaded(live_collection)
             pair = gateway.read_pair(live_collection)
             ref = registry.ModelVersionRef(
                 name=pair.model_name, version=pair.model_version, uri=pair.model_uri

@@ -48,8 +48,13 @@ class MilvusGateway:
         token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
         self.uri = settings.milvus_uri
         try:
+            # A dedicated channel, closed by close(): pymilvus keeps shared channels open,
+            # and their keep-alive pings get an idle process GOAWAY'd by Milvus Lite.
             self.client = MilvusClient(
-                uri=settings.milvus_uri, token=token, timeout=settings.milvus_timeout_s
+                uri=settings.milvus_uri,
+                token=token,
+                timeout=settings.milvus_timeout_s,
+                dedicated=True,
             )
         except MilvusException as exc:
             raise MilvusUnavailable(
@@ -166,6 +171,22 @@ class MilvusGateway:
         """True when the collection is loaded for search."""
         state = self.client.get_load_state(name).get("state")
         return str(state).endswith("Loaded") and "NotLoad" not in str(state)
+
+    def ensure_loaded(self, name: str) -> None:
+        """Load a collection that is released (Milvus Lite releases everything on restart)."""
+        if not self.is_loaded(name):
+            log.info("loading released collection %s", name)
+            _retrying(lambda: self.client.load_collection(name), f"load {name}")
+
+    def load_aliased(self) -> list[str]:
+        """Load every managed collection an alias points at; return the ones loaded now."""
+        loaded = []
+        for alias in _retrying(self.client.list_aliases, "list_aliases").get("aliases", []):
+            target = self.alias_target(alias)
+            if target and is_managed(self.properties(target)) and not self.is_loaded(target):
+                self.ensure_loaded(target)
+                loaded.append(target)
+        return loaded
 
     def search(self, name: str, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Top-k (id, score) per query vector, searched in one concrete collection."""

@@ -32,9 +32,10 @@ def approval_form(settings: Settings, flow_run_id: str) -> dict[str, Any]:
         run = client.read_flow_run(UUID(flow_run_id))
         assert run.state is not None
         keys = keyset_from_paused_state(run.state)
-        return {"schema": json.loads(client.read_flow_run_input(run.id, keys["schema"])),
-                "description": json.loads(client.read_flow_run_input(run.id,
-                                                                     keys["description"]))}
+        return {
+            "schema": json.loads(client.read_flow_run_input(run.id, keys["schema"])),
+            "description": json.loads(client.read_flow_run_input(run.id, keys["description"])),
+        }
 
 
 def task_states(settings: Settings, flow_run_id: str) -> dict[str, list[str]]:
@@ -48,7 +49,8 @@ def task_states(settings: Settings, flow_run_id: str) -> dict[str, list[str]]:
     with prefect_api.prefect_api(settings), get_client(sync_client=True) as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
-            sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+        )
     states: dict[str, list[str]] = {}
     for run in runs:
         name = run.name.rsplit("-", 1)[0]
@@ -193,3 +195,29 @@ def test_bad_parameters_fail_clearly_and_touch_nothing(
     assert fragment in snap["message"], snap["message"]
     assert {name for name, _ in milvus.list_pairs()} <= before
     assert milvus.alias_target(base_alias) == live_before
+
+
+def test_live_pair_is_served_after_a_milvus_restart(
+    stack_settings: Settings, demo_versions: dict[str, str], base_alias: str
+) -> None:
+    # Milvus Lite releases every collection when it restarts; `stack up` loads the
+    # aliased pairs again, so production answers at once.
+    from indexpair import procs, stack
+    from tests.conftest import PROJECT_DIR
+
+    (milvus_status,) = stack.status(stack_settings, ["milvus"])
+    assert milvus_status.pid is not None
+    procs.terminate(milvus_status.pid, 15)
+    stack.up(stack_settings, PROJECT_DIR, services=["milvus"])
+    gateway = MilvusGateway(stack_settings)
+    try:
+        live = gateway.alias_target(base_alias)
+        assert live is not None
+        assert gateway.is_loaded(live)
+    finally:
+        gateway.close()
+    searcher = PairSearcher(stack_settings, base_alias)
+    try:
+        assert searcher.search("hiking boots", k=3).collection == live
+    finally:
+        searcher.close()
