@@ -44,8 +44,8 @@ def report_markdown(
             f"| {name} | {_fmt(value)} | {_fmt(before)} | {delta} | ≥ {floors[name]:.3f} |"
         )
     lines.append(
-        f"| search p50 per query (ms) | {report.candidate.p50_latency_ms:.1f} | "
-        f"{_fmt(live.p50_latency_ms) if live else '—'} | | |"
+        f"| search ms per query (mean) | {report.candidate.mean_query_ms:.1f} | "
+        f"{_fmt(live.mean_query_ms) if live else '—'} | | |"
     )
     lines += [
         "",

@@ -45,7 +45,7 @@ class Metrics(BaseModel):
     mrr: float
     ndcg_at_k: float
     queries: int
-    p50_latency_ms: float = 0.0
+    mean_query_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """The three quality figures by name."""
@@ -117,7 +117,7 @@ def mean_metrics(
         mrr=sum(reciprocal_rank(r, s, k) for r, s in zip(results, rel, strict=True)) / n,
         ndcg_at_k=sum(ndcg_at_k(r, s, k) for r, s in zip(results, rel, strict=True)) / n,
         queries=n,
-        p50_latency_ms=latency_ms,
+        mean_query_ms=latency_ms,
     )
 
 
