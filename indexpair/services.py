@@ -321,5 +321,8 @@ def worker_env(settings: Settings, project_dir: Path) -> dict[str, str]:
             "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(settings.state_dir / "prefect" / "storage"),
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
             **LIBRARY_ENV,
+            # A local Ray advertises 127.0.0.1, never another interface (read when ray is
+            # imported); a real cluster (RAY_ADDRESS) needs the node's reachable address.
+            **({} if settings.ray_address else {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}),
         }
     )

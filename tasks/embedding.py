@@ -15,7 +15,7 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
-from indexpair.errors import IndexPairError, ModelOutputError
+from indexpair.errors import ModelOutputError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
@@ -38,6 +38,7 @@ class BatchEmbedder:
         id_field: str,
         text_fields: list[str],
         threads: int,
+        dim: int,
     ) -> None:
         import torch
 
@@ -52,30 +53,31 @@ class BatchEmbedder:
         self.label = label
         self.id_field = id_field
         self.text_fields = text_fields
+        self.dim = dim
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         texts = document_texts({f: batch[f] for f in self.text_fields}, self.text_fields)
-        vectors = registry.encode(self.model, texts, self.label)
+        try:
+            vectors = registry.encode(self.model, texts, self.label)
+            if vectors.shape[1] != self.dim:
+                raise ModelOutputError(
+                    f"{self.label} returned {vectors.shape[1]}-dim vectors in a batch; "
+                    f"the collection expects {self.dim}"
+                )
+        except ModelOutputError as exc:
+            # Report, don't raise: Ray would wrap the error and lose its type on the way.
+            return {
+                "id": np.array([""], dtype=object),
+                "content_hash": np.array([""], dtype=object),
+                "vector": np.zeros((1, self.dim), dtype=np.float32),
+                "error": np.array([str(exc)], dtype=object),
+            }
         return {
             "id": batch[self.id_field].astype(str).to_numpy(dtype=object),
             "content_hash": np.array([content_hash(t) for t in texts], dtype=object),
             "vector": vectors,
+            "error": np.full(len(texts), "", dtype=object),
         }
-
-
-def _find_cause(exc: BaseException) -> IndexPairError | None:
-    """Ray wraps errors raised in actors; find ours in the chain."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        cur = stack.pop()
-        if cur is None or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, IndexPairError):
-            return cur
-        stack += [cur.__cause__, cur.__context__, getattr(cur, "cause", None)]
-    return None
 
 
 def embed_threads(settings: Settings) -> int:
@@ -160,6 +162,7 @@ def embed_into(
             "id_field": spec.id_field,
             "text_fields": spec.text_fields,
             "threads": embed_threads(settings),
+            "dim": model.dim,
         },
         batch_size=settings.embed_batch_size,
         batch_format="pandas",
@@ -170,13 +173,10 @@ def embed_into(
     inserted = 0
     try:
         for batch in ds.iter_batches(batch_size=settings.insert_batch_size, batch_format="numpy"):
+            failed = [str(e) for e in batch["error"] if e]
+            if failed:
+                raise ModelOutputError(failed[0])
             vectors = np.asarray(batch["vector"], dtype=np.float32)
-            if vectors.ndim != 2 or vectors.shape[1] != model.dim:
-                raise ModelOutputError(
-                    f"{model.label} returned vectors of shape "
-                    f"{vectors.shape}; collection {collection!r} expects "
-                    f"{model.dim}-dim"
-                )
             inserted += gateway.insert(
                 collection,
                 [str(i) for i in batch["id"]],
@@ -184,11 +184,6 @@ def embed_into(
                 vectors,
             )
             on_progress(inserted)
-    except Exception as exc:
-        cause = _find_cause(exc)
-        if cause is not None and cause is not exc:
-            raise type(cause)(str(cause)) from exc
-        raise
     finally:
         gateway.close()
     return inserted

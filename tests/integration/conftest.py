@@ -36,6 +36,8 @@ def faulty_versions(stack_settings: Settings) -> dict[str, str]:
         "nan": (FaultyEmbedder("nan"), 64),
         "short": (FaultyEmbedder("short"), 64),
         "zero": (FaultyEmbedder("zero"), 64),
+        "nan_late": (FaultyEmbedder("nan_late"), 64),
+        "short_late": (FaultyEmbedder("short_late"), 64),
         "wide": (TfidfEmbedder(), 384),
     }
     for fault, (model, declared) in models.items():

@@ -12,6 +12,8 @@ import numpy as np
 
 from indexpair.embedders import TfidfEmbedder, _as_texts
 
+LATE_AFTER = 16
+
 
 class FaultyEmbedder(TfidfEmbedder):
     """TF-IDF embeddings with a defect: ``nan``, ``short`` (drops a row) or ``zero``."""
@@ -25,10 +27,14 @@ class FaultyEmbedder(TfidfEmbedder):
         """Real embeddings, then the defect."""
         texts = _as_texts(model_input)
         vectors = np.asarray(self.pipeline.transform(texts), dtype=np.float32)
-        if self.fault == "nan":
+        # "*_late" faults spare small inputs (the probe's sample) and hit real batches.
+        fault = self.fault.removesuffix("_late")
+        if self.fault.endswith("_late") and len(texts) <= LATE_AFTER:
+            fault = ""
+        if fault == "nan":
             vectors[-1, 0] = np.nan
-        elif self.fault == "short":
+        elif fault == "short":
             vectors = vectors[:-1]
-        elif self.fault == "zero":
+        elif fault == "zero":
             vectors[-1, :] = 0.0
         return vectors
