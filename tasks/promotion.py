@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
@@ -140,17 +141,19 @@ def reject(settings: Settings, collection: str, ref: ModelVersionRef | None, rea
     finally:
         gateway.close()
     if ref is not None:
-        registry.set_build_tags(
-            settings,
-            ref,
-            {
-                "status": "rejected",
-                "collection": collection,
-                "rejected_collection": collection,
-                "reject_reason": reason[:4000],
-                "rejected_at": now_iso(),
-            },
-        )
+        tags = {
+            "status": "rejected",
+            "collection": collection,
+            "rejected_collection": collection,
+            "reject_reason": reason[:4000],
+            "rejected_at": now_iso(),
+        }
+        try:
+            registry.set_build_tags(settings, ref, tags)
+        except MlflowException as exc:
+            # The build is already gone; an unreachable registry must not hide the reason
+            # the build failed behind an error about tagging it.
+            log.error("could not tag %s v%s as rejected: %s", ref.name, ref.version, exc)
     return dropped
 
 
