@@ -98,9 +98,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     try:
         pairs = gateway.list_pairs()
         by_name = dict(pairs)
+        targets = gateway.alias_targets()
         aliases: dict[str, Any] = {}
-        for alias in gateway.client.list_aliases().get("aliases", []):
-            target = gateway.alias_target(alias)
+        for alias, target in targets.items():
             if target in by_name:
                 pair = by_name[target]
                 aliases[alias] = {
@@ -118,7 +118,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                 "dim": pair.dim,
                 "created_at": pair.created_at,
                 "reason": pair.reason,
-                "aliases": gateway.aliases_of(name),
+                "aliases": sorted(a for a, t in targets.items() if t == name),
             }
             for name, pair in pairs
         ]

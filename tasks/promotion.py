@@ -68,11 +68,10 @@ def switch_alias(
             if verdict == "switch":
                 if not gateway.is_loaded(candidate):
                     raise BuildError(f"candidate {candidate!r} is not loaded")
-                if gateway.row_count(candidate) != pair.source_rows:
+                rows = gateway.row_count(candidate)
+                if rows != pair.source_rows:
                     raise BuildError(
-                        f"candidate {candidate!r} holds "
-                        f"{gateway.row_count(candidate)} rows, expected "
-                        f"{pair.source_rows}"
+                        f"candidate {candidate!r} holds {rows} rows, expected {pair.source_rows}"
                     )
             started = time.perf_counter()
             if verdict == "switch":

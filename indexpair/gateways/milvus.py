@@ -169,22 +169,25 @@ class MilvusGateway:
 
     def is_loaded(self, name: str) -> bool:
         """True when the collection is loaded for search."""
-        state = self.client.get_load_state(name).get("state")
-        return str(state).endswith("Loaded") and "NotLoad" not in str(state)
+        return str(self.client.get_load_state(name).get("state")) == "Loaded"
 
-    def ensure_loaded(self, name: str) -> None:
-        """Load a collection that is released (Milvus Lite releases everything on restart)."""
-        if not self.is_loaded(name):
-            log.info("loading released collection %s", name)
-            _retrying(lambda: self.client.load_collection(name), f"load {name}")
+    def ensure_loaded(self, name: str) -> bool:
+        """Load a collection that is released (Milvus Lite releases everything on restart).
+
+        Returns:
+            True when it had to be loaded now.
+        """
+        if self.is_loaded(name):
+            return False
+        log.info("loading released collection %s", name)
+        _retrying(lambda: self.client.load_collection(name), f"load {name}")
+        return True
 
     def load_aliased(self) -> list[str]:
         """Load every managed collection an alias points at; return the ones loaded now."""
         loaded = []
-        for alias in _retrying(self.client.list_aliases, "list_aliases").get("aliases", []):
-            target = self.alias_target(alias)
-            if target and is_managed(self.properties(target)) and not self.is_loaded(target):
-                self.ensure_loaded(target)
+        for target in sorted(set(self.alias_targets().values())):
+            if is_managed(self.properties(target)) and self.ensure_loaded(target):
                 loaded.append(target)
         return loaded
 
@@ -222,6 +225,11 @@ class MilvusGateway:
         if alias not in existing:
             return None
         return str(self.client.describe_alias(alias)["collection_name"])
+
+    def alias_targets(self) -> dict[str, str]:
+        """Every alias and the collection it points at, read with one listing."""
+        existing = _retrying(self.client.list_aliases, "list_aliases").get("aliases", [])
+        return {a: str(self.client.describe_alias(a)["collection_name"]) for a in existing}
 
     def aliases_of(self, name: str) -> list[str]:
         """Aliases pointing at one collection."""
