@@ -268,6 +268,32 @@ def search(
 
 
 @app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (INDEXPAIR_SERVE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (INDEXPAIR_SERVE_PORT)")] = None,
+    alias: Annotated[str | None, typer.Option(help="Alias to serve")] = None,
+    ttl: Annotated[
+        float | None, typer.Option(help="Seconds a resolved alias is trusted (0: per request)")
+    ] = None,
+) -> None:
+    """Serve GET /search, /pair, /healthz and /metrics over HTTP for the alias."""
+    from indexpair.service import serve as run_service
+
+    settings = _settings()
+    overrides = {k: v for k, v in (("serve_host", host), ("serve_port", port)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    console.print(
+        f"serving alias {alias or settings.production_alias} on "
+        f"http://{settings.serve_host}:{settings.serve_port} (search, pair, healthz, metrics)"
+    )
+    try:
+        run_service(settings, alias, ttl)
+    except IndexPairError as exc:
+        _fail(exc)
+
+
+@app.command()
 def cleanup() -> None:
     """Remove builds whose flow run ended without finishing them (e.g. approval timeout)."""
     from indexpair.gateways import prefect as prefect_api

@@ -77,6 +77,22 @@ class Settings(BaseSettings):
     )
     insert_batch_size: int = Field(1000, ge=1)
 
+    # -- serving (the query client and `indexpair serve`) ---------------------------------
+    alias_ttl_s: float = Field(
+        0.0, ge=0, le=300, description="How long a resolved alias is trusted; 0: every request"
+    )
+    model_cache_size: int = Field(
+        3, ge=1, le=20, description="Model versions the query client keeps loaded"
+    )
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8000, ge=1, le=65535)
+    query_log_size: int = Field(
+        1000, ge=0, description="Recent live queries the service keeps for shadow checks; 0: none"
+    )
+    shadow_sample: int = Field(
+        50, ge=0, description="Logged live queries a promotion compares on (0: golden only)"
+    )
+
     @field_validator("milvus_token", "aws_secret_access_key", "prefect_api_key")
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
@@ -98,6 +114,11 @@ class Settings(BaseSettings):
     def flow_run_url(self, flow_run_id: str) -> str:
         """Link to a flow run in the Prefect UI."""
         return f"{self.prefect_ui_url}/runs/flow-run/{flow_run_id}"
+
+    @property
+    def query_log_path(self) -> Path:
+        """Where the search service appends the live queries it answered (JSON lines)."""
+        return self.state_dir / "query-log.jsonl"
 
     def lock_name(self, alias: str) -> str:
         """Global concurrency limit that serializes switches of one alias."""
