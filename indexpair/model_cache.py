@@ -39,6 +39,7 @@ class ModelCache:
         self.capacity = capacity
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._warming: set[tuple[str, str]] = set()
 
     def _load(self, pair: PairMetadata) -> Any:
         ref = ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
@@ -88,6 +89,32 @@ class ModelCache:
                 return
             log.info("unloading model %s v%s", *idle[0])
             del self._entries[idle[0]]
+
+    def is_ready(self, pair: PairMetadata) -> bool:
+        """True when the pair's model version is loaded and can be used without waiting."""
+        with self._lock:
+            entry = self._entries.get((pair.model_name, pair.model_version))
+            return entry is not None and entry.ready.is_set() and entry.error is None
+
+    def load_in_background(self, pair: PairMetadata) -> None:
+        """Start loading the pair's model version in a thread (once; errors are logged)."""
+        key = (pair.model_name, pair.model_version)
+        with self._lock:
+            if key in self._warming or key in self._entries:
+                return
+            self._warming.add(key)
+
+        def load() -> None:
+            try:
+                with self.use(pair):
+                    pass
+            except Exception:
+                log.exception("background load of %s v%s failed", *key)
+            finally:
+                with self._lock:
+                    self._warming.discard(key)
+
+        threading.Thread(target=load, name=f"load-{key[0]}-v{key[1]}", daemon=True).start()
 
     def loaded(self) -> list[tuple[str, str]]:
         """Model versions held now, least recently used first."""

@@ -84,12 +84,18 @@ class PairSearcher:
         settings: where Milvus and MLflow are; ``alias_ttl_s`` and ``model_cache_size``.
         alias: the alias to search; default the production alias.
         ttl_s: override ``settings.alias_ttl_s`` (0: resolve the alias on every request).
+
+    With ``settings.warm_switch`` (the default), when the alias moves to a pair whose
+    model is not loaded yet, requests keep being answered by the pair they resolved
+    before (and say so) while the new model loads in the background; after that they go
+    to the new pair. No request waits for a model download.
     """
 
     def __init__(self, settings: Settings, alias: str | None = None, ttl_s: float | None = None):
         self.settings = settings
         self.alias = check_name(alias or settings.production_alias, "alias name")
         self.ttl_s = settings.alias_ttl_s if ttl_s is None else ttl_s
+        self.warm_switch = settings.warm_switch
         self.models = ModelCache(settings, settings.model_cache_size)
         self.reconnects = 0
         self._gateway = MilvusGateway(settings)
@@ -143,6 +149,16 @@ class PairSearcher:
         if cached is not None and time.monotonic() - cached.resolved_at < self.ttl_s:
             return cached
         fresh = self._resolve_now()
+        if (
+            self.warm_switch
+            and cached is not None
+            and fresh.collection != cached.collection
+            and not self.models.is_ready(fresh.pair)
+        ):
+            # The alias moved to a pair whose model is not loaded yet: keep answering,
+            # consistently, from the pair we know until the new model is ready.
+            self.models.load_in_background(fresh.pair)
+            return cached
         self._target = fresh
         return fresh
 

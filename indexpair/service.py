@@ -113,6 +113,7 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.searcher = searcher or PairSearcher(settings)
+        _warm(app.state.searcher)
         try:
             yield
         finally:
@@ -178,6 +179,16 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _warm(searcher: PairSearcher) -> None:
+    """Load the current pair's model before the first request (if there is a pair yet)."""
+    try:
+        t = searcher.target()
+        with searcher.models.use(t.pair):
+            log.info("serving %s via %s", t.collection, searcher.alias)
+    except PairNotFound as exc:
+        log.warning("no pair to serve yet: %s", exc)
 
 
 def _failure(metrics: Metrics, code: int, exc: Exception) -> JSONResponse:

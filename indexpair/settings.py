@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(
         3, ge=1, le=20, description="Model versions the query client keeps loaded"
     )
+    warm_switch: bool = Field(
+        True, description="Answer from the previous pair until a new pair's model is loaded"
+    )
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8000, ge=1, le=65535)
     query_log_size: int = Field(
