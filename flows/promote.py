@@ -25,6 +25,7 @@ from tasks.embedding import embed_and_insert
 from tasks.promotion import promote_pair, reap_abandoned_builds, reject_build
 from tasks.registry import probe_model, resolve_model_version
 from tasks.reporting import publish_report, report_markdown
+from tasks.shadow import shadow_compare
 from tasks.source import SourceSpec, inspect_source
 from tasks.validation import ValidationPolicy, load_golden_queries, validate_candidate
 
@@ -106,7 +107,8 @@ def promote(
         report = validate_candidate(
             settings, name, model.local_path, model.label, golden, validation, live
         )
-        publish_report(settings, report, ref, rows, validation)
+        shadow = shadow_compare(settings, name, model.local_path, golden, live, validation.k)
+        publish_report(settings, report, ref, rows, validation, shadow)
         if not report.passed:
             raise ValidationFailed(
                 f"{model.label} rejected by validation: " + "; ".join(report.failures)
@@ -119,7 +121,7 @@ def promote(
     logger.info("candidate %s awaits approval: %s", name, settings.flow_run_url(run_id))
     decision = suspend_flow_run(
         wait_for_input=ApprovalDecision.with_initial_data(
-            description=report_markdown(report, ref, rows, validation)
+            description=report_markdown(report, ref, rows, validation, shadow)
         ),
         timeout=approval_timeout_s,
         key="approval",

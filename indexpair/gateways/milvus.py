@@ -41,10 +41,19 @@ def _retrying(call: Callable[[], T], what: str, attempts: int = 4) -> T:
     raise AssertionError("unreachable")
 
 
+# For long-lived connections (the search service): no keep-alive pings while no call is
+# in flight. Milvus Lite (gRPC's server defaults) answers pings on an idle connection more
+# often than every 5 minutes with GOAWAY too_many_pings; pymilvus pings every 10 s.
+IDLE_QUIET_GRPC_OPTIONS = {
+    "grpc.keepalive_permit_without_calls": 0,
+    "grpc.keepalive_time_ms": 60_000,
+}
+
+
 class MilvusGateway:
     """Thin, typed access to the Milvus operations indexpair needs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, grpc_options: dict[str, Any] | None = None) -> None:
         token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
         self.uri = settings.milvus_uri
         try:
@@ -55,6 +64,7 @@ class MilvusGateway:
                 token=token,
                 timeout=settings.milvus_timeout_s,
                 dedicated=True,
+                **({"grpc_options": grpc_options} if grpc_options else {}),
             )
         except MilvusException as exc:
             raise MilvusUnavailable(
