@@ -15,14 +15,47 @@ from typing import Any
 PROJECT_TIMEOUT_S = 30.0
 
 
+class Sync:
+    """Start line for the client processes: each says it is ready, all start together."""
+
+    def __init__(self, ctx: Any, clients: int) -> None:
+        self.ready = ctx.Semaphore(0)
+        self.go = ctx.Event()
+        self.stop_at = ctx.Value("d", 0.0)
+        self.clients = clients
+
+    def started(self) -> float:
+        """Called by a client once set up: wait for the start; return the stop time."""
+        self.ready.release()
+        self.go.wait()
+        return float(self.stop_at.value)
+
+    def start(self, duration_s: float, timeout_s: float = 600) -> float:
+        """Called by the driver: wait until every client is ready, start them; return t0."""
+        for _ in range(self.clients):
+            if not self.ready.acquire(timeout=timeout_s):
+                raise RuntimeError(f"a load client was not ready within {timeout_s} s")
+        t0 = time.time()
+        self.stop_at.value = t0 + duration_s
+        self.go.set()
+        return t0
+
+
 def service_client(
-    url: str, queries: list[str], k: int, stop_at: float, out: str, seed: int, think_s: float
+    url: str,
+    queries: list[str],
+    k: int,
+    sync: Sync,
+    out: str,
+    seed: int,
+    think_s: float,
 ) -> None:
-    """Query the search service in a closed loop until ``stop_at``."""
+    """Query the search service in a closed loop from the start signal until the stop time."""
     import httpx
 
     rng = random.Random(seed)
     with httpx.Client(timeout=PROJECT_TIMEOUT_S) as http, Path(out).open("w") as f:
+        stop_at = sync.started()
         while time.time() < stop_at:
             q = rng.choice(queries)
             t = time.time()
@@ -55,7 +88,7 @@ def naive_client(
     model_version: str,
     queries: list[str],
     k: int,
-    stop_at: float,
+    sync: Sync,
     out: str,
     seed: int,
     think_s: float,
@@ -81,6 +114,8 @@ def naive_client(
     ref = ModelVersionRef(name=name, version=model_version, uri=f"models:/{name}/{model_version}")
     model = registry.load_model(registry.download_model(settings, ref))
     client = MilvusClient(uri=settings.milvus_uri, timeout=PROJECT_TIMEOUT_S, dedicated=True)
+    model.predict(["warm up"])
+    stop_at = sync.started()
     believed = str(client.describe_alias(alias)["collection_name"])
     rng = random.Random(seed)
     with Path(out).open("w") as f:

@@ -18,6 +18,7 @@ and prints the summary table last.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -33,7 +34,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.load import naive_client, read_records, service_client
+from benchmarks.load import Sync, naive_client, read_records, service_client
 from benchmarks.pairs import (
     DATA_DIR,
     PROJECT_DIR,
@@ -88,7 +89,8 @@ def build_pairs(settings: Settings, source: Path) -> tuple[dict[str, str], dict[
     import ray
 
     versions = register_versions(settings, source)
-    tag = "b" + format(abs(hash((str(source), settings.milvus_uri))) % 16**8, "08x")
+    # Stable across runs, so a reused stack reuses the pairs it already holds.
+    tag = "b" + hashlib.sha256(str(source).encode()).hexdigest()[:8]
     pairs = {
         role: build_pair(settings, versions[role], source, f"{tag}{i}")
         for i, role in enumerate(("tfidf", "minilm", "tfidf_alt"))
@@ -131,29 +133,26 @@ def start_service(settings: Settings, alias: str, ttl: float, logs: Path) -> tup
     raise RuntimeError(f"search service did not become healthy; see {logs}")
 
 
-def run_load(
+def spawn_clients(
     args: argparse.Namespace,
-    settings: Settings,
     url: str,
-    pairs: dict[str, str],
+    queries: list[str],
     naive_version: str,
     work: Path,
-) -> tuple[list[Switch], float, list[Path]]:
-    """Start the clients, switch the alias on schedule, wait for the clients to end."""
-    queries = [q["query"] for q in json.loads((DATA_DIR / "golden_queries.json").read_text())]
-    t0 = time.time() + 3
-    stop_at = t0 + args.warmup + args.switches * args.interval + args.tail
+    ctx: Any,
+    sync: Sync,
+) -> tuple[list[Any], list[Path]]:
+    """The load processes (not started yet) and the files they will write."""
     env = {
         k: v for k, v in os.environ.items() if k.startswith(("MILVUS_", "MLFLOW_", "INDEXPAIR_"))
     }
-    ctx = mp.get_context("spawn")
     procs, outs = [], []
     think = args.think_ms / 1000
     for i in range(args.clients):
         outs.append(work / f"service-{i}.jsonl")
         procs.append(
             ctx.Process(
-                target=service_client, args=(url, queries, args.k, stop_at, str(outs[-1]), i, think)
+                target=service_client, args=(url, queries, args.k, sync, str(outs[-1]), i, think)
             )
         )
     for i in range(args.naive):
@@ -167,15 +166,34 @@ def run_load(
                     naive_version,
                     queries,
                     args.k,
-                    stop_at,
+                    sync,
                     str(outs[-1]),
                     100 + i,
                     think,
                 ),
             )
         )
+    return procs, outs
+
+
+def run_load(
+    args: argparse.Namespace,
+    settings: Settings,
+    url: str,
+    pairs: dict[str, str],
+    naive_version: str,
+    work: Path,
+) -> tuple[list[Switch], float, list[Path]]:
+    """Start the clients, switch the alias on schedule, wait for the clients to end."""
+    queries = [q["query"] for q in json.loads((DATA_DIR / "golden_queries.json").read_text())]
+    duration = args.warmup + args.switches * args.interval + args.tail
+    ctx = mp.get_context("spawn")
+    sync = Sync(ctx, args.clients + args.naive)
+    procs, outs = spawn_clients(args, url, queries, naive_version, work, ctx, sync)
     for p in procs:
         p.start()
+    t0 = sync.start(duration)
+    log.info("%d clients started; load for %.0f s", len(procs), duration)
     switches, current = [], "tfidf"
     for n in range(args.switches):
         role, label = PLAN[n % len(PLAN)]
@@ -263,7 +281,7 @@ def summarize(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     for noisy in ("httpx", "mlflow", "ray", "prefect", "indexpair"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     console = Console(width=150)

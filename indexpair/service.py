@@ -27,7 +27,7 @@ from prometheus_client import (
 from pymilvus import MilvusException
 
 from indexpair.errors import IndexPairError, PairNotFound
-from indexpair.query import PairSearcher, PairTarget
+from indexpair.query import PairSearcher, PairTarget, SearchResponse
 from indexpair.query_log import QueryLog
 from indexpair.settings import Settings
 
@@ -74,17 +74,17 @@ class Metrics:
             registry=self.registry,
         )
 
-    def answered_by(self, t: PairTarget, alias: str) -> None:
+    def answered_by(self, r: SearchResponse) -> None:
         """Record the pair that answered."""
-        version = t.pair.model_version
-        self.model_version.labels(alias, t.pair.model_name).set(
+        version = r.model_version
+        self.model_version.labels(r.alias, r.model_name).set(
             float(version) if version.isdigit() else -1
         )
         self.pair.info(
             {
-                "alias": alias,
-                "collection": t.collection,
-                "model_name": t.pair.model_name,
+                "alias": r.alias,
+                "collection": r.collection,
+                "model_name": r.model_name,
                 "model_version": version,
             }
         )
@@ -137,8 +137,7 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         s = _searcher(request)
         started = time.perf_counter()
         try:
-            t = s.target()
-            response = s.search_in(t, q, k)
+            response = s.search(q, k)
         except PairNotFound as exc:
             return _failure(metrics, 503, exc)
         except (IndexPairError, MilvusException, grpc.RpcError) as exc:
@@ -147,7 +146,7 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         took = time.perf_counter() - started
         metrics.latency.observe(took)
         metrics.requests.labels("200").inc()
-        metrics.answered_by(t, s.alias)
+        metrics.answered_by(response)
         metrics.reconnects.set(s.reconnects)
         queries.append(q, k, response.collection, response.model_version)
         return {"query": q, "k": k, "took_ms": round(took * 1000, 2), **response.model_dump()}
