@@ -69,6 +69,16 @@ def windows(
     }
 
 
+def handover(records: list[dict[str, Any]], sw: Switch) -> tuple[float, int]:
+    """Seconds from the end of a switch to the first answer from the new pair, and how
+    many answers (consistent, from the old pair) came in between. NaN when none did."""
+    after = [r for r in records if r["t"] >= sw.t_end and r["ok"]]
+    first = next((r for r in after if r["collection"] == sw.target), None)
+    if first is None:
+        return float("nan"), len(after)
+    return first["t"] - sw.t_end, sum(r["t"] < first["t"] for r in after)
+
+
 def plot(records: list[dict[str, Any]], switches: list[Switch], t0: float, path: Path) -> None:
     """Latency over time per client, mixed answers and errors marked, switches as lines."""
     import matplotlib

@@ -43,7 +43,7 @@ from benchmarks.pairs import (
     register_versions,
     start_stack,
 )
-from benchmarks.report import Switch, check_all, plot, stats, windows
+from benchmarks.report import Switch, check_all, handover, plot, stats, windows
 from indexpair.consistency import ConsistencyChecker
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
@@ -64,9 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--source", default=str(DATA_DIR / "products_small.parquet"))
     p.add_argument("--alias", default="bench_zero_downtime")
     p.add_argument("--switches", type=int, default=4, help="alias switches (default 4)")
-    p.add_argument("--interval", type=float, default=15, help="seconds between switches")
-    p.add_argument("--warmup", type=float, default=15, help="seconds of load before the first")
-    p.add_argument("--tail", type=float, default=15, help="seconds of load after the last")
+    p.add_argument("--interval", type=float, default=12, help="seconds between switches")
+    p.add_argument("--warmup", type=float, default=10, help="seconds of load before the first")
+    p.add_argument("--tail", type=float, default=10, help="seconds of load after the last")
     p.add_argument("--clients", type=int, default=2, help="service load processes")
     p.add_argument("--naive", type=int, default=1, help="naive client processes")
     p.add_argument("--think-ms", type=float, default=20, help="pause between a client's requests")
@@ -207,6 +207,42 @@ def run_load(
     return switches, t0, outs
 
 
+def switch_table(per_switch: list[dict[str, Any]]) -> Table:
+    """Requests, errors, mixed answers and latency before/during/after each switch."""
+    table = Table(
+        "switch",
+        "client",
+        "window",
+        "requests",
+        "errors",
+        "mixed",
+        "p50 ms",
+        "p99 ms",
+        title="Latency around each alias switch (alter_alias time; whole locked "
+        "compare-and-swap; first answer from the new pair after)",
+    )
+    for i, row in enumerate(per_switch, 1):
+        sw = row["switch"]
+        total_ms = 1000 * (sw["t_end"] - sw["t_start"])
+        name = (
+            f"{i} {sw['label']} ({sw['switch_ms']:.1f} ms; {total_ms:.0f} ms; "
+            f"{row['handover_s']:.2f} s, {row['old_pair_answers']} old-pair answers)"
+        )
+        for client in ("service", "naive"):
+            for window, s in row.get(client, {}).items():
+                table.add_row(
+                    name,
+                    client,
+                    window,
+                    str(s["n"]),
+                    str(s["errors"]),
+                    str(s["mixed"]),
+                    f"{s['p50']:.1f}",
+                    f"{s['p99']:.1f}",
+                )
+    return table
+
+
 def summarize(
     args: argparse.Namespace,
     records: list[dict[str, Any]],
@@ -217,47 +253,17 @@ def summarize(
     """Write the JSON figures and the plot; return the tables to print."""
     by_client = {c: [r for r in records if r["client"] == c] for c in ("service", "naive")}
     overall = {c: stats(rs) for c, rs in by_client.items() if rs}
-    per_switch = [
-        {
-            "switch": sw.__dict__,
-            **{c: windows(rs, sw, args.window, args.grace) for c, rs in by_client.items() if rs},
-        }
-        for sw in switches
-    ]
-    (out / "zero_downtime.json").write_text(
-        json.dumps(
-            {"args": vars(args), "overall": overall, "switches": per_switch}, indent=2, default=str
-        )
-    )
+    per_switch = []
+    for sw in switches:
+        seconds, old = handover(by_client["service"], sw)
+        row: dict[str, Any] = {"switch": sw.__dict__, "handover_s": seconds}
+        row["old_pair_answers"] = old
+        row.update({c: windows(rs, sw, args.window, args.grace) for c, rs in by_client.items()})
+        per_switch.append(row)
+    figures = {"args": vars(args), "overall": overall, "switches": per_switch}
+    (out / "zero_downtime.json").write_text(json.dumps(figures, indent=2, default=str))
     plot(records, switches, t0, out / "zero_downtime.png")
-    t1 = Table(
-        "switch",
-        "client",
-        "window",
-        "requests",
-        "errors",
-        "mixed",
-        "p50 ms",
-        "p99 ms",
-        title="Latency around each alias switch",
-    )
-    for i, row in enumerate(per_switch, 1):
-        sw = row["switch"]
-        total_ms = 1000 * (sw["t_end"] - sw["t_start"])
-        name = f"{i} {sw['label']} ({sw['switch_ms']:.1f} ms; lock+CAS {total_ms:.0f} ms)"
-        for client in ("service", "naive"):
-            for window, s in row.get(client, {}).items():
-                t1.add_row(
-                    name,
-                    client,
-                    window,
-                    str(s["n"]),
-                    str(s["errors"]),
-                    str(s["mixed"]),
-                    f"{s['p50']:.1f}",
-                    f"{s['p99']:.1f}",
-                )
-    t2 = Table(
+    summary = Table(
         "client",
         "requests",
         "errors",
@@ -268,7 +274,7 @@ def summarize(
         f"{args.clients} service + {args.naive} naive client processes",
     )
     for client, s in overall.items():
-        t2.add_row(
+        summary.add_row(
             client,
             str(s["n"]),
             str(s["errors"]),
@@ -276,7 +282,7 @@ def summarize(
             f"{s['p50']:.1f}",
             f"{s['p99']:.1f}",
         )
-    return [t1, t2]
+    return [switch_table(per_switch), summary]
 
 
 def main(argv: list[str] | None = None) -> int:
