@@ -108,7 +108,7 @@ def promote(
             settings, name, model.local_path, model.label, golden, validation, live
         )
         shadow = shadow_compare(settings, name, model.local_path, golden, live, validation.k)
-        publish_report(settings, report, ref, rows, validation, shadow)
+        publish_report(settings, report, ref, rows, validation)
         if not report.passed:
             raise ValidationFailed(
                 f"{model.label} rejected by validation: " + "; ".join(report.failures)

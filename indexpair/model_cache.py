@@ -40,11 +40,18 @@ class ModelCache:
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._warming: set[tuple[str, str]] = set()
+        self._failed: set[tuple[str, str]] = set()  # background loads that raised
 
     def _load(self, pair: PairMetadata) -> Any:
         ref = ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
         started = time.perf_counter()
-        model = registry.load_model(registry.download_model(self.settings, ref))
+        try:
+            model = registry.load_model(registry.download_model(self.settings, ref))
+        except Exception as exc:  # MLflow, network, unpickling: one typed error naming the model
+            raise RegistryError(
+                f"model {ref.name} v{ref.version} ({ref.uri}) could not be loaded from "
+                f"MLflow at {self.settings.mlflow_tracking_uri}: {str(exc)[:300]}"
+            ) from exc
         log.info("loaded %s v%s in %.1f s", ref.name, ref.version, time.perf_counter() - started)
         return model
 
@@ -63,6 +70,8 @@ class ModelCache:
             if loader:
                 try:
                     entry.model = self._load(pair)
+                    with self._lock:
+                        self._failed.discard(key)
                 except BaseException as exc:
                     entry.error = exc
                     with self._lock:  # the next request tries again
@@ -72,10 +81,7 @@ class ModelCache:
                     entry.ready.set()
             entry.ready.wait()
             if entry.error is not None:
-                raise RegistryError(
-                    f"model {pair.model_name} v{pair.model_version} could not be loaded: "
-                    f"{entry.error}"
-                )
+                raise RegistryError(str(entry.error)) from entry.error  # a waiter's copy
             yield entry.model
         finally:
             with self._lock:
@@ -96,6 +102,11 @@ class ModelCache:
             entry = self._entries.get((pair.model_name, pair.model_version))
             return entry is not None and entry.ready.is_set() and entry.error is None
 
+    def failed(self, pair: PairMetadata) -> bool:
+        """True when a background load of the pair's model raised (and none succeeded since)."""
+        with self._lock:
+            return (pair.model_name, pair.model_version) in self._failed
+
     def load_in_background(self, pair: PairMetadata) -> None:
         """Start loading the pair's model version in a thread (once; errors are logged)."""
         key = (pair.model_name, pair.model_version)
@@ -110,6 +121,8 @@ class ModelCache:
                     pass
             except Exception:
                 log.exception("background load of %s v%s failed", *key)
+                with self._lock:
+                    self._failed.add(key)
             finally:
                 with self._lock:
                     self._warming.discard(key)

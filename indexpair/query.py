@@ -155,9 +155,11 @@ class PairSearcher:
             and cached is not None
             and fresh.collection != cached.collection
             and not self.models.is_ready(fresh.pair)
+            and not self.models.failed(fresh.pair)
         ):
             # The alias moved to a pair whose model is not loaded yet: keep answering,
-            # consistently, from the pair we know until the new model is ready.
+            # consistently, from the pair we know until the new model is ready. If it
+            # cannot be loaded, requests go to the new pair and fail saying why.
             self.models.load_in_background(fresh.pair)
             return cached
         self._target = fresh

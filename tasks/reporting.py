@@ -9,42 +9,12 @@ from prefect.logging import get_run_logger
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.mlflow import ModelVersionRef
 from indexpair.settings import Settings
-from tasks.shadow import ShadowReport
+from tasks.shadow import ShadowReport, shadow_markdown
 from tasks.validation import ValidationPolicy, ValidationReport
 
 
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
-
-
-def shadow_markdown(shadow: ShadowReport) -> list[str]:
-    """The shadow section: overlap@k and latency of live vs candidate, per query set."""
-    k = shadow.k
-    lines = [
-        "",
-        f"## Shadow comparison: live `{shadow.live_collection}` vs candidate",
-        "",
-        f"Share of the top {k} the two pairs have in common (1.0: same results), and "
-        "latency per query (encode + search) side by side.",
-        "",
-        f"| queries | count | mean overlap@{k} | lowest | live ms p50 | candidate ms p50 |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for s in shadow.sets:
-        skipped = f" (+{s.skipped} not encodable)" if s.skipped else ""
-        lines.append(
-            f"| {s.origin} | {s.queries}{skipped} | {s.mean_overlap:.2f} | {s.min_overlap:.2f} "
-            f"| {s.live_ms_p50:.1f} | {s.candidate_ms_p50:.1f} |"
-        )
-    if not any(s.origin == "recent live" for s in shadow.sets):
-        lines.append("| recent live | 0 (the search service logged no queries) | | | | |")
-    for s in shadow.sets:
-        if s.lowest:
-            worst = ", ".join(f"{q!r} {o:.2f}" for q, o in s.lowest)
-            lines.append(f"\nMost changed {s.origin} queries: {worst}")
-    if shadow.error:
-        lines.append(f"\nShadow comparison incomplete: {shadow.error}")
-    return lines
 
 
 def report_markdown(
@@ -103,19 +73,16 @@ def publish_report(
     ref: ModelVersionRef,
     rows: int,
     policy: ValidationPolicy,
-    shadow: ShadowReport | None = None,
 ) -> str:
     """Write the Prefect markdown artifact and the MLflow run, metrics and version tags."""
     create_markdown_artifact(
-        report_markdown(report, ref, rows, policy, shadow),
+        report_markdown(report, ref, rows, policy),
         key=f"validation-{report.collection.replace('_', '-')}",
         description=f"Validation of {ref.name} v{ref.version}",
     )
     metrics = {f"candidate_{k}": v for k, v in report.candidate.as_dict().items()}
     if report.live:
         metrics.update({f"live_{k}": v for k, v in report.live.as_dict().items()})
-    for s in shadow.sets if shadow else []:
-        metrics[f"shadow_{s.origin.replace(' ', '_')}_overlap_at_k"] = s.mean_overlap
     run_id = registry.log_validation_run(
         settings,
         ref,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from mlflow.exceptions import MlflowException
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 from pymilvus import MilvusException
@@ -136,6 +137,36 @@ def shadow(
     return report
 
 
+def shadow_markdown(shadow: ShadowReport) -> list[str]:
+    """The shadow section: overlap@k and latency of live vs candidate, per query set."""
+    k = shadow.k
+    lines = [
+        "",
+        f"## Shadow comparison: live `{shadow.live_collection}` vs candidate",
+        "",
+        f"Share of the top {k} the two pairs have in common (1.0: same results), and "
+        "latency per query (encode + search) side by side.",
+        "",
+        f"| queries | count | mean overlap@{k} | lowest | live ms p50 | candidate ms p50 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in shadow.sets:
+        skipped = f" (+{s.skipped} not encodable)" if s.skipped else ""
+        lines.append(
+            f"| {s.origin} | {s.queries}{skipped} | {s.mean_overlap:.2f} | {s.min_overlap:.2f} "
+            f"| {s.live_ms_p50:.1f} | {s.candidate_ms_p50:.1f} |"
+        )
+    if not any(s.origin == "recent live" for s in shadow.sets):
+        lines.append("| recent live | 0 (the search service logged no queries) | | | | |")
+    for s in shadow.sets:
+        if s.lowest:
+            worst = ", ".join(f"{q!r} {o:.2f}" for q, o in s.lowest)
+            lines.append(f"\nMost changed {s.origin} queries: {worst}")
+    if shadow.error:
+        lines.append(f"\nShadow comparison incomplete: {shadow.error}")
+    return lines
+
+
 @task(name="shadow-compare", persist_result=True)
 def shadow_compare(
     settings: Settings,
@@ -160,4 +191,10 @@ def shadow_compare(
         )
     if report and report.error:
         logger.warning("shadow comparison incomplete: %s", report.error)
+    if report:
+        create_markdown_artifact(
+            "\n".join(shadow_markdown(report)),
+            key=f"shadow-{candidate.replace('_', '-')}",
+            description=f"Live {live_collection} vs candidate {candidate}",
+        )
     return report

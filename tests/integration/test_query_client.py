@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from demo.catalog import product_texts
 from indexpair.consistency import ConsistencyChecker
-from indexpair.errors import PairNotFound
+from indexpair.errors import PairNotFound, RegistryError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
@@ -219,3 +220,41 @@ def test_model_cache_keeps_versions_in_use_and_evicts_least_recent(
     with cache.use(c):
         pass
     assert cache.loaded() == [key[c.model_version]]
+
+
+def test_a_model_that_cannot_be_loaded_is_reported_not_hidden(
+    stack_settings: Settings, two_pairs: list[str]
+) -> None:
+    # A pair whose model version is gone from MLflow: the searcher keeps answering from
+    # the old pair while it tries to load it, then says why the new pair cannot answer.
+    gw = MilvusGateway(stack_settings)
+    name = "it_q_v999_cccc"
+    old = gw.read_pair(two_pairs[0])
+    meta = old.model_copy(
+        update={
+            "model_version": "999",
+            "model_uri": f"models:/{MODEL_NAME}/999",
+            "build_id": "cccc",
+        }
+    )
+    rows = gw.client.query(two_pairs[0], filter='id != ""', limit=3, output_fields=["vector"])
+    gw.create_pair_collection(name, meta)
+    vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+    gw.insert(name, [r["id"] for r in rows], ["h"] * len(rows), vectors)
+    gw.finalize(name)
+    searcher = PairSearcher(stack_settings, ALIAS)
+    try:
+        assert searcher.search("boots").collection == two_pairs[0]
+        _move(stack_settings, name)
+        assert searcher.search("boots").collection == two_pairs[0]  # loading in background
+        deadline = time.monotonic() + 60
+        while not searcher.models.failed(searcher._resolve_now().pair):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        with pytest.raises(RegistryError, match=f"model {MODEL_NAME} v999 .* could not be"):
+            searcher.search("boots")
+    finally:
+        _move(stack_settings, two_pairs[0])
+        searcher.close()
+        gw.drop(name)
+        gw.close()
