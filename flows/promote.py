@@ -98,6 +98,7 @@ def promote(
             source_fingerprint=summary.fingerprint,
             source_rows=summary.rows,
             flow_run_id=run_id,
+            alias=alias,
             baseline=live or "",
         )
         create_collection(settings, name, meta)

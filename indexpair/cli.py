@@ -189,6 +189,27 @@ def deny(
     _decide(run_id, False, approver, comment, wait)
 
 
+def _add_retention(settings: Settings, collections: list[dict[str, Any]]) -> None:
+    """Add each collection's age and what garbage collection (default policy) would do."""
+    import httpx
+
+    from indexpair.gateways import prefect as prefect_api
+    from tasks.retention import RetentionPolicy, plan
+
+    try:
+        with prefect_api.prefect_api(settings):
+            verdicts = {v.name: v for v in plan(settings, RetentionPolicy())}
+    except (IndexPairError, httpx.HTTPError) as exc:
+        verdicts = {}
+        message = f"retention unknown: {type(exc).__name__}: {str(exc)[:120]}"
+        Console(stderr=True).print(f"[yellow]{message}[/]")
+    for c in collections:
+        verdict = verdicts.get(c["name"])
+        c["age_hours"] = verdict.age_hours if verdict else None
+        c["gc"] = verdict.action if verdict else "unknown"
+        c["gc_reason"] = verdict.reason if verdict else ""
+
+
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
@@ -196,10 +217,12 @@ def status(
     """Alias → collection → model version, and every managed collection with its state."""
     from indexpair.query import collect_status
 
+    settings = _settings()
     try:
-        data = collect_status(_settings())
+        data = collect_status(settings)
     except IndexPairError as exc:
         _fail(exc)
+    _add_retention(settings, data["collections"])
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -213,8 +236,9 @@ def status(
         "model",
         "version",
         "rows",
-        "created",
+        "age h",
         "aliases",
+        "gc",
         "reason",
         title="Managed collections",
     )
@@ -225,9 +249,10 @@ def status(
             c["model_name"],
             c["model_version"],
             str(c["rows"]),
-            c["created_at"],
+            "" if c["age_hours"] is None else f"{c['age_hours']:.1f}",
             ",".join(c["aliases"]),
-            c["reason"][:60],
+            c["gc"],
+            (c["reason"] or c["gc_reason"])[:70],
         )
     console.print(cols)
     for model, registry_aliases in data["mlflow_aliases"].items():
@@ -264,6 +289,80 @@ def search(
     )
     for rank, hit in enumerate(response.hits, 1):
         table.add_row(str(rank), hit.id, f"{hit.score:.4f}", titles.get(hit.id, ""))
+    console.print(table)
+
+
+@app.command()
+def rollback(
+    alias: Annotated[str | None, typer.Option(help="Production alias")] = None,
+    to: Annotated[
+        str | None, typer.Option(help="Collection to go back to (default: latest previous)")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why; recorded on the MLflow version")] = "",
+) -> None:
+    """Point the alias back at the previous pair (runs the rollback flow in this process).
+
+    In-process on purpose: the way back must not wait for a worker to pick it up. It is a
+    Prefect flow run all the same, with its logs and artifact on the server.
+    """
+    from flows.rollback import rollback as rollback_flow
+    from indexpair.gateways import prefect as prefect_api
+
+    settings = _settings()
+    try:
+        prefect_api.require_api(settings)
+        with prefect_api.prefect_api(settings):
+            result = rollback_flow(alias=alias, to=to, reason=reason)
+    except IndexPairError as exc:
+        _fail(exc)
+    console.print(
+        f"[bold green]rolled back[/] {result.alias}: {result.rolled_back_from} "
+        f"(v{result.from_model_version}) → {result.collection} ({result.model_name} "
+        f"v{result.model_version}); alias switch {result.switch_ms:.1f} ms"
+    )
+
+
+def _policy(keep_previous: int, max_age_days: float, abandoned_after_hours: float) -> Any:
+    from pydantic import ValidationError
+
+    from tasks.retention import RetentionPolicy
+
+    try:
+        return RetentionPolicy(
+            keep_previous=keep_previous,
+            max_age_days=max_age_days,
+            abandoned_after_hours=abandoned_after_hours,
+        )
+    except ValidationError as exc:
+        bad = "; ".join(f"{e['loc'][0]}={e['input']!r}: {e['msg']}" for e in exc.errors())
+        _fail(ConfigError(f"bad retention policy: {bad}"))
+
+
+@app.command()
+def gc(
+    apply: Annotated[bool, typer.Option("--apply", help="Drop for real, not a dry run")] = False,
+    keep_previous: Annotated[int, typer.Option(help="Previous pairs kept per alias")] = 1,
+    max_age_days: Annotated[float, typer.Option(help="Drop other unaliased pairs after")] = 7,
+    abandoned_after_hours: Annotated[
+        float, typer.Option(help="Drop failed or abandoned builds after")
+    ] = 6,
+) -> None:
+    """Garbage collection: show (or with --apply, do) what retention drops, and why."""
+    from flows.collect_garbage import collect_garbage
+    from indexpair.gateways import prefect as prefect_api
+
+    policy = _policy(keep_previous, max_age_days, abandoned_after_hours)
+    settings = _settings()
+    try:
+        prefect_api.require_api(settings)
+        with prefect_api.prefect_api(settings):
+            verdicts = collect_garbage(policy=policy, dry_run=not apply)
+    except IndexPairError as exc:
+        _fail(exc)
+    table = Table("collection", "state", "age h", "rows", "action", "outcome", "why")
+    for v in verdicts:
+        age = "" if v.age_hours is None else f"{v.age_hours:.1f}"
+        table.add_row(v.name, v.state, age, str(v.rows or ""), v.action, v.outcome, v.reason)
     console.print(table)
 
 

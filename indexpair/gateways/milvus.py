@@ -121,13 +121,18 @@ class MilvusGateway:
             changes["reason"] = reason[:1000]
         self.update_pair(name, **changes)
 
+    def collections(self) -> dict[str, dict[str, str]]:
+        """Every collection in the database with its raw properties, managed or not."""
+        names = _retrying(self.client.list_collections, "list_collections")
+        return {name: self.properties(name) for name in names}
+
     def list_pairs(self) -> list[tuple[str, PairMetadata]]:
         """Every collection indexpair built, sorted by creation time. Others are ignored."""
-        pairs = []
-        for name in _retrying(self.client.list_collections, "list_collections"):
-            props = self.properties(name)
-            if is_managed(props):
-                pairs.append((name, PairMetadata.from_properties(name, props)))
+        pairs = [
+            (name, PairMetadata.from_properties(name, props))
+            for name, props in self.collections().items()
+            if is_managed(props)
+        ]
         return sorted(pairs, key=lambda p: (p[1].created_at, p[0]))
 
     def drop(self, name: str) -> bool:
