@@ -98,6 +98,12 @@ def stack_status() -> None:
     console.print(_services_table(stack.status(_settings())))
 
 
+def _require_files(source: str, golden: str) -> None:
+    for what, path in (("source", source), ("golden-query file", golden)):
+        if "://" not in path and not Path(path).is_file():
+            _fail(IndexPairError(f"{what} {path!r} does not exist"))
+
+
 @app.command()
 def promote(
     model: Annotated[str, typer.Option(help="Registered model name")] = "product-embedder",
@@ -116,9 +122,7 @@ def promote(
     from deployments.promotions import promotion_parameters, start_promotion
 
     settings = _settings()
-    for what, path in (("source", source), ("golden-query file", golden)):
-        if "://" not in path and not Path(path).is_file():
-            _fail(IndexPairError(f"{what} {path!r} does not exist"))
+    _require_files(source, golden)
     params = promotion_parameters(
         model, source, golden, version, alias, approval_timeout_s=approval_timeout
     )
@@ -131,6 +135,34 @@ def promote(
 
     try:
         snap = start_promotion(settings, params, wait, on_started=started)
+    except IndexPairError as exc:
+        _fail(exc)
+    _report_run(snap)
+
+
+@app.command()
+def refresh(
+    source: Annotated[
+        str, typer.Option(help="Corpus as it is now (Parquet/CSV/JSONL, local or s3://)")
+    ] = str(DEMO_DATA / "products.parquet"),
+    golden: Annotated[str, typer.Option(help="Golden-query JSON file")] = str(
+        DEMO_DATA / "golden_queries.json"
+    ),
+    alias: Annotated[str | None, typer.Option(help="Production alias")] = None,
+    auto_approve: Annotated[
+        bool, typer.Option(help="Approve by itself when no metric regresses")
+    ] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the run to suspend")] = 1800,
+) -> None:
+    """Refresh the live pair from changed data (start the refresh deployment): re-embed
+    only new and changed rows, then validate and ask for approval like a promotion."""
+    from deployments.promotions import refresh_parameters, start_promotion
+
+    settings = _settings()
+    _require_files(source, golden)
+    params = refresh_parameters(source, golden, alias, auto_approve)
+    try:
+        snap = start_promotion(settings, params, wait, deployment=settings.refresh_deployment)
     except IndexPairError as exc:
         _fail(exc)
     _report_run(snap)

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".indexpair")
     work_pool: str = "indexpair-local"
     deployment_name: str = "promote/promote"
+    refresh_deployment: str = "refresh/weekly"
 
     embed_batch_size: int = Field(256, ge=1)
     embed_actors: int = Field(1, ge=1)

@@ -134,14 +134,21 @@ def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
     return ds.select_columns(columns)
 
 
+def keep_ids(batch: pd.DataFrame, id_field: str, wanted: frozenset[str]) -> pd.DataFrame:
+    """The rows of a batch whose id is in ``wanted`` (a refresh embeds only those)."""
+    return batch[batch[id_field].astype(str).isin(wanted)]
+
+
 def embed_into(
     settings: Settings,
     spec: SourceSpec,
     model: ModelProbe,
     collection: str,
     on_progress: Callable[[int], None],
+    only_ids: frozenset[str] | None = None,
 ) -> int:
-    """Embed the whole source with a Ray actor pool and insert it, batch by batch.
+    """Embed the source (or only the rows in ``only_ids``) with a Ray actor pool and
+    insert it, batch by batch.
 
     Writes come from this one process, so writes to the collection are serialized
     (what Milvus Lite needs); upserts keyed by id make a repeated batch harmless.
@@ -152,7 +159,14 @@ def embed_into(
     import ray.data
 
     init_ray(settings)
-    ds = read_dataset(settings, spec).map_batches(
+    ds = read_dataset(settings, spec)
+    if only_ids is not None:
+        ds = ds.map_batches(
+            keep_ids,
+            fn_kwargs={"id_field": spec.id_field, "wanted": only_ids},
+            batch_format="pandas",
+        )
+    ds = ds.map_batches(
         BatchEmbedder,
         fn_constructor_kwargs={
             "model_path": model.local_path,
@@ -191,9 +205,17 @@ def embed_into(
 
 @task(name="embed-and-insert", persist_result=True)
 def embed_and_insert(
-    settings: Settings, spec: SourceSpec, model: ModelProbe, collection: str, expected_rows: int
+    settings: Settings,
+    spec: SourceSpec,
+    model: ModelProbe,
+    collection: str,
+    expected_rows: int,
+    only_ids: list[str] | None = None,
 ) -> int:
-    """Ray-parallel embedding streamed into Milvus, with a progress artifact in the UI."""
+    """Ray-parallel embedding streamed into Milvus, with a progress artifact in the UI.
+
+    ``only_ids`` restricts it to those rows (a refresh's new and changed documents).
+    """
     logger = get_run_logger()
     artifact = create_progress_artifact(
         0.0,
@@ -217,7 +239,8 @@ def embed_and_insert(
             logger.info("embedded %d/%d rows (%.0f rows/s)", done, expected_rows, rate)
 
     try:
-        rows = embed_into(settings, spec, model, collection, progress)
+        wanted = None if only_ids is None else frozenset(only_ids)
+        rows = embed_into(settings, spec, model, collection, progress, wanted)
     finally:
         import ray
 

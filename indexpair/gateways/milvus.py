@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,6 +25,10 @@ HNSW_PARAMS = {"M": 16, "efConstruction": 200}
 SEARCH_EF = 128
 # Status codes a server answers while it is starting, overloaded or briefly unreachable.
 RETRIABLE_CODES = {1, 2, 8, 25, 65535}
+# pymilvus pings every 10 s even on an idle channel; a gRPC server allows one ping per
+# 5 minutes without data and answers more with GOAWAY "too_many_pings" (seen from Milvus
+# Lite while a build waited on slow embedding batches). Ping only during calls, rarely.
+GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_time_ms": 300_000}
 
 
 def _retrying(call: Callable[[], T], what: str, attempts: int = 4) -> T:
@@ -55,6 +59,7 @@ class MilvusGateway:
                 token=token,
                 timeout=settings.milvus_timeout_s,
                 dedicated=True,
+                grpc_options=GRPC_OPTIONS,
             )
         except MilvusException as exc:
             raise MilvusUnavailable(
@@ -221,6 +226,26 @@ class MilvusGateway:
             output_fields=[ID_FIELD, HASH_FIELD, VECTOR_FIELD],
         )
         return {str(r[ID_FIELD]): dict(r) for r in rows}
+
+    def field_names(self, name: str) -> set[str]:
+        """Names of a collection's schema fields."""
+        info = _retrying(lambda: self.client.describe_collection(name), "describe_collection")
+        return {str(f["name"]) for f in info.get("fields", [])}
+
+    def iter_rows(
+        self, name: str, vectors: bool = False, batch_size: int = 1000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every row of a collection (id, content hash, and the vector if asked), in batches.
+
+        Streams with a query iterator, so a collection of any size is never held at once.
+        """
+        fields = [ID_FIELD, HASH_FIELD] + ([VECTOR_FIELD] if vectors else [])
+        iterator = self.client.query_iterator(name, batch_size=batch_size, output_fields=fields)
+        try:
+            while rows := iterator.next():
+                yield [dict(r) for r in rows]
+        finally:
+            iterator.close()
 
     # -- aliases --------------------------------------------------------------------------
     def alias_target(self, alias: str) -> str | None:
