@@ -89,19 +89,12 @@ def _meta(probe: Any, spec: Any, name: str, rows: int) -> Any:
 
 def _build(settings: Any, spec: Any, probe: Any, name: str, rows: int, times: dict) -> None:
     """The flows' build stages: create, embed with Ray and insert, flush/load/count."""
-    import ray
-
     from tasks.collections import create, finalize
-    from tasks.embedding import embed_into
+    from tasks.embedding import embed
 
     meta = _meta(probe, spec, name, rows)
     _timed("create collection", times, lambda: create(settings, name, meta))
-    _timed(
-        "embed + insert (Ray)",
-        times,
-        lambda: embed_into(settings, spec, probe, name, print_nothing),
-    )
-    ray.shutdown()
+    _timed("embed + insert (Ray)", times, lambda: embed(settings, spec, probe, name, print_nothing))
     _timed("flush + load + count", times, lambda: finalize(settings, name, rows))
 
 
@@ -112,23 +105,20 @@ def print_nothing(_: int) -> None:
 def _refresh(
     settings: Any, spec: Any, probe: Any, live: str, name: str, rows: int, times: dict
 ) -> Any:
-    import ray
-
     from tasks.collections import create, finalize
-    from tasks.embedding import embed_into
+    from tasks.embedding import embed
     from tasks.refresh import compare, copy_unchanged
 
     changes = _timed("compare content hashes", times, lambda: compare(settings, spec, live))
     meta = _meta(probe, spec, name, rows)
     _timed("create collection", times, lambda: create(settings, name, meta))
     _timed("copy unchanged vectors", times, lambda: copy_unchanged(settings, spec, live, name))
-    wanted = frozenset(changes.to_embed)
+    where = "here" if len(changes.to_embed) <= settings.embed_here_max_rows else "Ray"
     _timed(
-        "embed + insert changed (Ray)",
+        f"embed + insert changed ({where})",
         times,
-        lambda: embed_into(settings, spec, probe, name, print_nothing, wanted),
+        lambda: embed(settings, spec, probe, name, print_nothing, changes.to_embed),
     )
-    ray.shutdown()
     _timed("flush + load + count", times, lambda: finalize(settings, name, rows))
     return changes
 

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         None, ge=1, description="Torch threads per actor; default: cores / actors"
     )
     insert_batch_size: int = Field(1000, ge=1)
+    embed_here_max_rows: int = Field(
+        2000,
+        ge=0,
+        description="A refresh embeds at most this many rows in its own process, not on Ray",
+    )
 
     @field_validator("milvus_token", "aws_secret_access_key", "prefect_api_key")
     @classmethod
