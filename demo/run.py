@@ -112,9 +112,11 @@ def _promotions(settings: Settings, console: Console, versions: dict[str, str]) 
 
 
 def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
-    """Stack up, demo models, v1 promoted, v2 approved, broken v3 rejected, status, search."""
+    """Stack up, demo models, v1 promoted, v2 approved, broken v3 rejected, rollback and
+    forward, garbage collection (dry run), status, search."""
     from indexpair import stack
     from indexpair.cli import search, status
+    from indexpair.lifecycle_cli import gc, rollback
 
     console.rule("1. local stack (Milvus Lite, MLflow, Prefect server, worker)")
     stack.up(settings, project_dir)
@@ -124,9 +126,15 @@ def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
     )
     console.rule("2. demo catalog and models")
     _promotions(settings, console, _register(settings, console))
-    console.rule("6. status")
+    console.rule("6. the way back: roll back to the previous pair, then forward again")
+    rollback(alias=None, to=None, reason="make demo: the way back")
+    search("waterproof hiking boots for women", k=3, alias=None)
+    rollback(alias=None, to=None, reason="make demo: forward again")
+    console.rule("7. garbage collection (dry run: what the daily schedule would drop)")
+    gc(apply=False, keep_previous=1, max_age_days=7, abandoned_after_hours=6)
+    console.rule("8. status")
     status(as_json=False)
-    console.rule("7. a search through the production alias")
+    console.rule("9. a search through the production alias")
     search("waterproof hiking boots for women", k=5, alias=None)
     console.print(
         f"\nThe stack keeps running: Prefect UI {settings.prefect_ui_url}, MLflow "

@@ -39,18 +39,32 @@ def promotion_parameters(
     return params
 
 
+def refresh_parameters(
+    source_uri: str, golden_queries: str, alias: str | None = None, auto_approve: bool = False
+) -> dict[str, Any]:
+    """Parameters of the refresh flow; local paths are made absolute for the worker."""
+    return {
+        "source": {"uri": _absolute(source_uri)},
+        "golden_queries": _absolute(golden_queries),
+        "alias": alias,
+        "approval": "auto_if_no_regression" if auto_approve else "always",
+    }
+
+
 def start_promotion(
     settings: Settings,
     parameters: dict[str, Any],
     wait_s: float = 1800,
     on_started: Callable[[RunSnapshot], None] | None = None,
+    deployment: str | None = None,
 ) -> RunSnapshot:
-    """Start the promote deployment; return once the run awaits approval or has ended.
+    """Start the promote deployment (or ``deployment``, e.g. the refresh); return once the
+    run awaits approval or has ended.
 
     ``on_started`` hears about the run as soon as it exists (to print its link).
     """
     with prefect_api.prefect_api(settings):
-        run = prefect_api.start_deployment(settings, parameters)
+        run = prefect_api.start_deployment(settings, parameters, deployment)
         if on_started is not None:
             on_started(run)
         return prefect_api.wait(settings, run["id"], wait_s)

@@ -13,8 +13,9 @@ from prefect.states import Completed, State
 from pydantic import BaseModel, Field
 
 from indexpair.errors import ValidationFailed
+from indexpair.gateways.mlflow import ModelVersionRef
 from indexpair.pair import PairMetadata, PairState, check_name, collection_name
-from indexpair.settings import load_settings
+from indexpair.settings import Settings, load_settings
 from tasks.collections import (
     create_collection,
     finalize_collection,
@@ -23,11 +24,17 @@ from tasks.collections import (
 )
 from tasks.embedding import embed_and_insert
 from tasks.promotion import promote_pair, reap_abandoned_builds, reject_build
-from tasks.registry import probe_model, resolve_model_version
+from tasks.registry import ModelProbe, probe_model, resolve_model_version
 from tasks.reporting import publish_report, report_markdown
 from tasks.shadow import shadow_compare
-from tasks.source import SourceSpec, inspect_source
-from tasks.validation import ValidationPolicy, load_golden_queries, validate_candidate
+from tasks.source import SourceSpec, SourceSummary, inspect_source
+from tasks.validation import (
+    GoldenSet,
+    ValidationPolicy,
+    ValidationReport,
+    load_golden_queries,
+    validate_candidate,
+)
 
 
 class ApprovalDecision(RunInput):
@@ -78,7 +85,6 @@ def promote(
         approval_timeout_s: how long the run waits for approval before failing.
     """
     settings = load_settings()
-    logger = get_run_logger()
     alias = check_name(alias or settings.production_alias, "alias name")
     run_id = str(flow_run.id)
     reap_abandoned_builds(settings, run_id)
@@ -89,43 +95,91 @@ def promote(
         summary, sample = inspect_source(settings, source, golden)
         model = probe_model(settings, ref, sample)
         live = read_live_pair(settings, alias)
-        meta = PairMetadata(
-            model_name=ref.name,
-            model_version=ref.version,
-            model_uri=ref.uri,
-            dim=model.dim,
-            build_id=name.rsplit("_", 1)[1],
-            source_uri=summary.uri,
-            source_fingerprint=summary.fingerprint,
-            source_rows=summary.rows,
-            flow_run_id=run_id,
-            baseline=live or "",
-        )
-        create_collection(settings, name, meta)
+        create_collection(settings, name, pair_metadata(name, ref, model, summary, alias, live))
         embed_and_insert(settings, source, model, name, summary.rows)
         rows = finalize_collection(settings, name, summary.rows)
-        report = validate_candidate(
-            settings, name, model.local_path, model.label, golden, validation, live
-        )
+        report = validate_and_report(settings, name, ref, model, golden, validation, live, rows)
         shadow = shadow_compare(settings, name, model.local_path, golden, live, validation.k)
-        publish_report(settings, report, ref, rows, validation)
-        if not report.passed:
-            raise ValidationFailed(
-                f"{model.label} rejected by validation: " + "; ".join(report.failures)
-            )
-        mark_collection(settings, name, PairState.AWAITING_APPROVAL)
     except Exception as exc:
         reject_build(settings, name, ref, f"{type(exc).__name__}: {exc}")
         raise
+    description = report_markdown(report, ref, rows, validation, shadow)
+    return decide_and_switch(settings, alias, name, live, ref, description, approval_timeout_s)
 
-    logger.info("candidate %s awaits approval: %s", name, settings.flow_run_url(run_id))
-    decision = suspend_flow_run(
-        wait_for_input=ApprovalDecision.with_initial_data(
-            description=report_markdown(report, ref, rows, validation, shadow)
-        ),
-        timeout=approval_timeout_s,
-        key="approval",
+
+def pair_metadata(
+    name: str,
+    ref: ModelVersionRef,
+    model: ModelProbe,
+    summary: SourceSummary,
+    alias: str,
+    live: str | None,
+) -> PairMetadata:
+    """The pair identity a new build records on its collection."""
+    return PairMetadata(
+        model_name=ref.name,
+        model_version=ref.version,
+        model_uri=ref.uri,
+        dim=model.dim,
+        build_id=name.rsplit("_", 1)[1],
+        source_uri=summary.uri,
+        source_fingerprint=summary.fingerprint,
+        source_rows=summary.rows,
+        flow_run_id=str(flow_run.id),
+        alias=alias,
+        baseline=live or "",
     )
+
+
+def validate_and_report(
+    settings: Settings,
+    name: str,
+    ref: ModelVersionRef,
+    model: ModelProbe,
+    golden: GoldenSet,
+    validation: ValidationPolicy,
+    live: str | None,
+    rows: int,
+) -> ValidationReport:
+    """The golden-query gate: report the figures, reject below the policy, else wait.
+
+    Raises:
+        ValidationFailed: naming the metrics that failed.
+    """
+    report = validate_candidate(
+        settings, name, model.local_path, model.label, golden, validation, live
+    )
+    publish_report(settings, report, ref, rows, validation)
+    if not report.passed:
+        failures = "; ".join(report.failures)
+        raise ValidationFailed(f"{model.label} rejected by validation: {failures}")
+    mark_collection(settings, name, PairState.AWAITING_APPROVAL)
+    return report
+
+
+def decide_and_switch(
+    settings: Settings,
+    alias: str,
+    name: str,
+    live: str | None,
+    ref: ModelVersionRef,
+    description: str,
+    timeout_s: int,
+    auto: ApprovalDecision | None = None,
+) -> PromotionResult | State:
+    """Ask a person with the approval form (unless ``auto`` decided), then switch or clean up."""
+    logger = get_run_logger()
+    if auto is None:
+        url = settings.flow_run_url(str(flow_run.id))
+        logger.info("candidate %s awaits approval: %s", name, url)
+        decision = suspend_flow_run(
+            wait_for_input=ApprovalDecision.with_initial_data(description=description),
+            timeout=timeout_s,
+            key="approval",
+        )
+    else:
+        decision = auto
+        logger.info("approved automatically: %s", auto.comment)
     if not decision.approve:
         reason = f"denied by {decision.approver}: {decision.comment or 'no comment'}"
         reject_build(settings, name, ref, reason)

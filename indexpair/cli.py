@@ -98,6 +98,12 @@ def stack_status() -> None:
     console.print(_services_table(stack.status(_settings())))
 
 
+def _require_files(source: str, golden: str) -> None:
+    for what, path in (("source", source), ("golden-query file", golden)):
+        if "://" not in path and not Path(path).is_file():
+            _fail(IndexPairError(f"{what} {path!r} does not exist"))
+
+
 @app.command()
 def promote(
     model: Annotated[str, typer.Option(help="Registered model name")] = "product-embedder",
@@ -116,9 +122,7 @@ def promote(
     from deployments.promotions import promotion_parameters, start_promotion
 
     settings = _settings()
-    for what, path in (("source", source), ("golden-query file", golden)):
-        if "://" not in path and not Path(path).is_file():
-            _fail(IndexPairError(f"{what} {path!r} does not exist"))
+    _require_files(source, golden)
     params = promotion_parameters(
         model, source, golden, version, alias, approval_timeout_s=approval_timeout
     )
@@ -189,6 +193,27 @@ def deny(
     _decide(run_id, False, approver, comment, wait)
 
 
+def _add_retention(settings: Settings, collections: list[dict[str, Any]]) -> None:
+    """Add each collection's age and what garbage collection (default policy) would do."""
+    import httpx
+
+    from indexpair.gateways import prefect as prefect_api
+    from tasks.retention import RetentionPolicy, plan
+
+    try:
+        with prefect_api.prefect_api(settings):
+            verdicts = {v.name: v for v in plan(settings, RetentionPolicy())}
+    except (IndexPairError, httpx.HTTPError) as exc:
+        verdicts = {}
+        message = f"retention unknown: {type(exc).__name__}: {str(exc)[:120]}"
+        Console(stderr=True).print(f"[yellow]{message}[/]")
+    for c in collections:
+        verdict = verdicts.get(c["name"])
+        c["age_hours"] = verdict.age_hours if verdict else None
+        c["gc"] = verdict.action if verdict else "unknown"
+        c["gc_reason"] = verdict.reason if verdict else ""
+
+
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
@@ -196,10 +221,12 @@ def status(
     """Alias → collection → model version, and every managed collection with its state."""
     from indexpair.query import collect_status
 
+    settings = _settings()
     try:
-        data = collect_status(_settings())
+        data = collect_status(settings)
     except IndexPairError as exc:
         _fail(exc)
+    _add_retention(settings, data["collections"])
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -213,8 +240,9 @@ def status(
         "model",
         "version",
         "rows",
-        "created",
+        "age h",
         "aliases",
+        "gc",
         "reason",
         title="Managed collections",
     )
@@ -225,9 +253,10 @@ def status(
             c["model_name"],
             c["model_version"],
             str(c["rows"]),
-            c["created_at"],
+            "" if c["age_hours"] is None else f"{c['age_hours']:.1f}",
             ",".join(c["aliases"]),
-            c["reason"][:60],
+            c["gc"],
+            (c["reason"] or c["gc_reason"])[:70],
         )
     console.print(cols)
     for model, registry_aliases in data["mlflow_aliases"].items():
@@ -315,6 +344,9 @@ def demo() -> None:
     except IndexPairError as exc:
         _fail(exc)
 
+
+# rollback, gc and refresh live in their own module (it uses the helpers above).
+from indexpair import lifecycle_cli  # noqa: E402,F401
 
 if __name__ == "__main__":
     app()

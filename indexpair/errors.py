@@ -41,6 +41,10 @@ class PromotionConflict(IndexPairError):
     """The production alias moved since validation (compare-and-swap refused)."""
 
 
+class RollbackRefused(IndexPairError):
+    """A rollback target that cannot serve the alias (wrong family, state or rows)."""
+
+
 class PairNotFound(IndexPairError):
     """An alias or collection is missing or carries no pair metadata."""
 

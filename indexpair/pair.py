@@ -68,7 +68,7 @@ def collection_name(model_name: str, model_version: str, build_id: str) -> str:
 
 def now_iso() -> str:
     """UTC timestamp as stored in collection properties."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class PairMetadata(BaseModel):
@@ -87,6 +87,7 @@ class PairMetadata(BaseModel):
     created_at: str = Field(default_factory=now_iso)
     updated_at: str = Field(default_factory=now_iso)
     flow_run_id: str = ""
+    alias: str = ""
     baseline: str = ""
     reason: str = ""
     previous_since: str = ""

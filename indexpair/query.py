@@ -20,7 +20,7 @@ from pymilvus import MilvusException
 
 from indexpair.errors import PairNotFound, RegistryError
 from indexpair.gateways import mlflow as registry
-from indexpair.gateways.milvus import IDLE_QUIET_GRPC_OPTIONS, MilvusGateway
+from indexpair.gateways.milvus import MilvusGateway
 from indexpair.model_cache import ModelCache
 from indexpair.pair import PairMetadata, check_name
 from indexpair.settings import Settings
@@ -99,7 +99,7 @@ class PairSearcher:
         self.warm_switch = settings.warm_switch
         self.models = ModelCache(settings, settings.model_cache_size)
         self.reconnects = 0
-        self._gateway = MilvusGateway(settings, IDLE_QUIET_GRPC_OPTIONS)
+        self._gateway = MilvusGateway(settings)
         self._retired: list[MilvusGateway] = []
         self._lock = threading.Lock()
         self._target: PairTarget | None = None
@@ -122,7 +122,7 @@ class PairSearcher:
             with self._lock:
                 if self._gateway is gateway:  # another thread may have reconnected already
                     self._retired.append(gateway)  # closed in close(): others may still use it
-                    self._gateway = MilvusGateway(self.settings, IDLE_QUIET_GRPC_OPTIONS)
+                    self._gateway = MilvusGateway(self.settings)
                     self.reconnects += 1
             return call(self._gateway)
 

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".indexpair")
     work_pool: str = "indexpair-local"
     deployment_name: str = "promote/promote"
+    refresh_deployment: str = "refresh/weekly"
 
     embed_batch_size: int = Field(256, ge=1)
     embed_actors: int = Field(1, ge=1)
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
         None, ge=1, description="Torch threads per actor; default: cores / actors"
     )
     insert_batch_size: int = Field(1000, ge=1)
+    embed_here_max_rows: int = Field(
+        2000,
+        ge=0,
+        description="A refresh embeds at most this many rows in its own process, not on Ray",
+    )
 
     # -- serving (the query client and `indexpair serve`) ---------------------------------
     alias_ttl_s: float = Field(

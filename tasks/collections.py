@@ -8,6 +8,7 @@ from prefect.logging import get_run_logger
 
 from indexpair.errors import BuildError
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import ModelVersionRef
 from indexpair.pair import PairMetadata, PairState
 from indexpair.settings import Settings
 
@@ -93,3 +94,19 @@ def live_collection(settings: Settings, alias: str) -> str | None:
 def read_live_pair(settings: Settings, alias: str) -> str | None:
     """The live collection at validation time: the value the swap compares against."""
     return live_collection(settings, alias)
+
+
+def pair_model(settings: Settings, name: str) -> ModelVersionRef:
+    """The model version a pair was built with, from its collection's metadata."""
+    gateway = MilvusGateway(settings)
+    try:
+        pair = gateway.read_pair(name)
+    finally:
+        gateway.close()
+    return ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
+
+
+@task(name="read-pair-model", persist_result=True)
+def read_pair_model(settings: Settings, name: str) -> ModelVersionRef:
+    """Task wrapper of :func:`pair_model`."""
+    return pair_model(settings, name)

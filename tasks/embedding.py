@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,14 @@ from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
 from tasks.registry import ModelProbe
-from tasks.source import SourceSpec, content_hash, document_texts, filesystem, source_format
+from tasks.source import (
+    SourceSpec,
+    content_hash,
+    document_texts,
+    filesystem,
+    iter_batches,
+    source_format,
+)
 
 log = logging.getLogger(__name__)
 RAY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -134,14 +141,21 @@ def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
     return ds.select_columns(columns)
 
 
+def keep_ids(batch: pd.DataFrame, id_field: str, wanted: frozenset[str]) -> pd.DataFrame:
+    """The rows of a batch whose id is in ``wanted`` (a refresh embeds only those)."""
+    return batch[batch[id_field].astype(str).isin(wanted)]
+
+
 def embed_into(
     settings: Settings,
     spec: SourceSpec,
     model: ModelProbe,
     collection: str,
     on_progress: Callable[[int], None],
+    only_ids: frozenset[str] | None = None,
 ) -> int:
-    """Embed the whole source with a Ray actor pool and insert it, batch by batch.
+    """Embed the source (or only the rows in ``only_ids``) with a Ray actor pool and
+    insert it, batch by batch.
 
     Writes come from this one process, so writes to the collection are serialized
     (what Milvus Lite needs); upserts keyed by id make a repeated batch harmless.
@@ -152,27 +166,40 @@ def embed_into(
     import ray.data
 
     init_ray(settings)
-    ds = read_dataset(settings, spec).map_batches(
+    ds = read_dataset(settings, spec)
+    if only_ids is not None:
+        ds = ds.map_batches(
+            keep_ids,
+            fn_kwargs={"id_field": spec.id_field, "wanted": only_ids},
+            batch_format="pandas",
+        )
+    ds = ds.map_batches(
         BatchEmbedder,
-        fn_constructor_kwargs={
-            "model_path": model.local_path,
-            "model_uri": model.ref.uri,
-            "tracking_uri": settings.mlflow_tracking_uri,
-            "label": model.label,
-            "id_field": spec.id_field,
-            "text_fields": spec.text_fields,
-            "threads": embed_threads(settings),
-            "dim": model.dim,
-        },
+        fn_constructor_kwargs=_embedder_kwargs(settings, spec, model),
         batch_size=settings.embed_batch_size,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=settings.embed_actors),
         num_gpus=settings.embed_num_gpus or None,
     )
+    batches = ds.iter_batches(batch_size=settings.insert_batch_size, batch_format="numpy")
+    return insert_batches(settings, collection, batches, on_progress)
+
+
+def insert_batches(
+    settings: Settings,
+    collection: str,
+    batches: Iterable[dict[str, Any]],
+    on_progress: Callable[[int], None],
+) -> int:
+    """Upsert embedded batches (the embedder's output) from this one process.
+
+    Raises:
+        ModelOutputError: a batch carries the embedder's error instead of vectors.
+    """
     gateway = MilvusGateway(settings)
     inserted = 0
     try:
-        for batch in ds.iter_batches(batch_size=settings.insert_batch_size, batch_format="numpy"):
+        for batch in batches:
             failed = [str(e) for e in batch["error"] if e]
             if failed:
                 raise ModelOutputError(failed[0])
@@ -189,11 +216,83 @@ def embed_into(
     return inserted
 
 
+def embed_here(
+    settings: Settings,
+    spec: SourceSpec,
+    model: ModelProbe,
+    collection: str,
+    on_progress: Callable[[int], None],
+    only_ids: frozenset[str],
+) -> int:
+    """Embed a few rows in this process with the same :class:`BatchEmbedder`.
+
+    For a refresh's small delta, where starting Ray and its actors would cost more than
+    the embedding itself (measured: ``benchmarks/refresh.py``).
+    """
+    embedder = BatchEmbedder(**_embedder_kwargs(settings, spec, model))
+
+    # At most ``embed_here_max_rows`` rows: gather them, then encode in full batches
+    # (one predict call per few matching rows would cost more than the encoding).
+    batches = iter_batches(settings, spec)
+    picked = [keep_ids(b.to_pandas(), spec.id_field, only_ids) for b in batches]
+    rows = pd.concat(picked, ignore_index=True) if picked else pd.DataFrame()
+    size = settings.embed_batch_size
+
+    def embedded() -> Iterator[dict[str, Any]]:
+        for start in range(0, len(rows), size):
+            yield embedder(rows.iloc[start : start + size])
+
+    return insert_batches(settings, collection, embedded(), on_progress)
+
+
+def _embedder_kwargs(settings: Settings, spec: SourceSpec, model: ModelProbe) -> dict[str, Any]:
+    return {
+        "model_path": model.local_path,
+        "model_uri": model.ref.uri,
+        "tracking_uri": settings.mlflow_tracking_uri,
+        "label": model.label,
+        "id_field": spec.id_field,
+        "text_fields": spec.text_fields,
+        "threads": embed_threads(settings),
+        "dim": model.dim,
+    }
+
+
+def embed(
+    settings: Settings,
+    spec: SourceSpec,
+    model: ModelProbe,
+    collection: str,
+    on_progress: Callable[[int], None],
+    only_ids: list[str] | None = None,
+) -> int:
+    """Embed and insert the source, or only ``only_ids``: on Ray, or here when they are
+    few (``embed_here_max_rows``). Returns the rows inserted."""
+    if only_ids is not None and len(only_ids) <= settings.embed_here_max_rows:
+        log.info("embedding %d rows in this process (no Ray start-up)", len(only_ids))
+        return embed_here(settings, spec, model, collection, on_progress, frozenset(only_ids))
+    try:
+        wanted = None if only_ids is None else frozenset(only_ids)
+        return embed_into(settings, spec, model, collection, on_progress, wanted)
+    finally:
+        import ray
+
+        ray.shutdown()
+
+
 @task(name="embed-and-insert", persist_result=True)
 def embed_and_insert(
-    settings: Settings, spec: SourceSpec, model: ModelProbe, collection: str, expected_rows: int
+    settings: Settings,
+    spec: SourceSpec,
+    model: ModelProbe,
+    collection: str,
+    expected_rows: int,
+    only_ids: list[str] | None = None,
 ) -> int:
-    """Ray-parallel embedding streamed into Milvus, with a progress artifact in the UI."""
+    """Ray-parallel embedding streamed into Milvus, with a progress artifact in the UI.
+
+    ``only_ids`` restricts it to those rows (a refresh's new and changed documents).
+    """
     logger = get_run_logger()
     artifact = create_progress_artifact(
         0.0,
@@ -216,11 +315,6 @@ def embed_and_insert(
             rate = done / max(now - started, 1e-6)
             logger.info("embedded %d/%d rows (%.0f rows/s)", done, expected_rows, rate)
 
-    try:
-        rows = embed_into(settings, spec, model, collection, progress)
-    finally:
-        import ray
-
-        ray.shutdown()
+    rows = embed(settings, spec, model, collection, progress, only_ids)
     logger.info("inserted %d rows into %s in %.1fs", rows, collection, time.monotonic() - started)
     return rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,6 +25,10 @@ HNSW_PARAMS = {"M": 16, "efConstruction": 200}
 SEARCH_EF = 128
 # Status codes a server answers while it is starting, overloaded or briefly unreachable.
 RETRIABLE_CODES = {1, 2, 8, 25, 65535}
+# pymilvus pings every 10 s even on an idle channel; a gRPC server allows one ping per
+# 5 minutes without data and answers more with GOAWAY "too_many_pings" (seen from Milvus
+# Lite while a build waited on slow embedding batches). Ping only during calls, rarely.
+GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_time_ms": 300_000}
 
 
 def _retrying(call: Callable[[], T], what: str, attempts: int = 4) -> T:
@@ -41,19 +45,10 @@ def _retrying(call: Callable[[], T], what: str, attempts: int = 4) -> T:
     raise AssertionError("unreachable")
 
 
-# For long-lived connections (the search service): no keep-alive pings while no call is
-# in flight. Milvus Lite (gRPC's server defaults) answers pings on an idle connection more
-# often than every 5 minutes with GOAWAY too_many_pings; pymilvus pings every 10 s.
-IDLE_QUIET_GRPC_OPTIONS = {
-    "grpc.keepalive_permit_without_calls": 0,
-    "grpc.keepalive_time_ms": 60_000,
-}
-
-
 class MilvusGateway:
     """Thin, typed access to the Milvus operations indexpair needs."""
 
-    def __init__(self, settings: Settings, grpc_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
         self.uri = settings.milvus_uri
         try:
@@ -64,7 +59,7 @@ class MilvusGateway:
                 token=token,
                 timeout=settings.milvus_timeout_s,
                 dedicated=True,
-                **({"grpc_options": grpc_options} if grpc_options else {}),
+                grpc_options=GRPC_OPTIONS,
             )
         except MilvusException as exc:
             raise MilvusUnavailable(
@@ -131,13 +126,18 @@ class MilvusGateway:
             changes["reason"] = reason[:1000]
         self.update_pair(name, **changes)
 
+    def collections(self) -> dict[str, dict[str, str]]:
+        """Every collection in the database with its raw properties, managed or not."""
+        names = _retrying(self.client.list_collections, "list_collections")
+        return {name: self.properties(name) for name in names}
+
     def list_pairs(self) -> list[tuple[str, PairMetadata]]:
         """Every collection indexpair built, sorted by creation time. Others are ignored."""
-        pairs = []
-        for name in _retrying(self.client.list_collections, "list_collections"):
-            props = self.properties(name)
-            if is_managed(props):
-                pairs.append((name, PairMetadata.from_properties(name, props)))
+        pairs = [
+            (name, PairMetadata.from_properties(name, props))
+            for name, props in self.collections().items()
+            if is_managed(props)
+        ]
         return sorted(pairs, key=lambda p: (p[1].created_at, p[0]))
 
     def drop(self, name: str) -> bool:
@@ -226,6 +226,26 @@ class MilvusGateway:
             output_fields=[ID_FIELD, HASH_FIELD, VECTOR_FIELD],
         )
         return {str(r[ID_FIELD]): dict(r) for r in rows}
+
+    def field_names(self, name: str) -> set[str]:
+        """Names of a collection's schema fields."""
+        info = _retrying(lambda: self.client.describe_collection(name), "describe_collection")
+        return {str(f["name"]) for f in info.get("fields", [])}
+
+    def iter_rows(
+        self, name: str, vectors: bool = False, batch_size: int = 1000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every row of a collection (id, content hash, and the vector if asked), in batches.
+
+        Streams with a query iterator, so a collection of any size is never held at once.
+        """
+        fields = [ID_FIELD, HASH_FIELD] + ([VECTOR_FIELD] if vectors else [])
+        iterator = self.client.query_iterator(name, batch_size=batch_size, output_fields=fields)
+        try:
+            while rows := iterator.next():
+                yield [dict(r) for r in rows]
+        finally:
+            iterator.close()
 
     # -- aliases --------------------------------------------------------------------------
     def alias_target(self, alias: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexpair.errors import ModelOutputError, RegistryError
@@ -12,7 +13,7 @@ from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
-from tasks.embedding import embed_into
+from tasks.embedding import embed, embed_into
 from tasks.registry import ModelProbe, probe
 from tasks.source import SourceSpec, SourceSummary, check_source, sample_texts
 from tests.conftest import DATA_DIR, MODEL_NAME
@@ -140,3 +141,32 @@ def test_faulty_model_output_is_refused(
     with pytest.raises(ModelOutputError, match=fragment) as info:
         _build(stack_settings, faulty_versions[fault], f"it_faulty_{fault}")
     assert f"model {FAULTY_MODEL} v{faulty_versions[fault]}" in str(info.value)
+
+
+def test_a_few_rows_embed_the_same_here_and_on_ray(
+    stack_settings: Settings, demo_versions: dict[str, str]
+) -> None:
+    """A refresh's small delta skips Ray start-up; the vectors must not change with it."""
+    ref = registry.resolve_version(stack_settings, MODEL_NAME, demo_versions["tfidf"])
+    model = probe(stack_settings, ref, sample_texts(stack_settings, SMALL))
+    summary, ids = check_source(stack_settings, SMALL)
+    wanted = sorted(ids)[::40]
+    gateway = MilvusGateway(stack_settings)
+    stored = {}
+    try:
+        for where, limit in (("here", len(wanted)), ("ray", 0)):
+            settings = stack_settings.model_copy(update={"embed_here_max_rows": limit})
+            name = f"it_delta_{where}"
+            _create(gateway, name, model, summary)
+            assert embed(settings, SMALL, model, name, lambda done: None, wanted) == len(wanted)
+            assert gateway.finalize(name) == len(wanted)
+            stored[where] = gateway.fetch(name, wanted)
+    finally:
+        for where in ("here", "ray"):
+            gateway.drop(f"it_delta_{where}")
+        gateway.close()
+    assert set(stored["here"]) == set(stored["ray"]) == set(wanted)
+    for i in wanted:
+        here, ray = stored["here"][i], stored["ray"][i]
+        assert here["content_hash"] == ray["content_hash"]
+        np.testing.assert_allclose(here["vector"], ray["vector"], atol=1e-6)

@@ -33,6 +33,9 @@ def _nowhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ),
         (["promote"], "Prefect API at http://127.0.0.1:9/api is unreachable"),
         (["search", "boots", "--alias", "bad-alias"], "'bad-alias' is not a valid Milvus name"),
+        (["gc", "--keep-previous", "0"], "keep_previous=0: Input should be greater than"),
+        (["gc", "--max-age-days", "-1"], "max_age_days=-1.0: Input should be greater than"),
+        (["rollback"], "Prefect API at http://127.0.0.1:9/api is unreachable"),
     ],
 )
 def test_bad_input_is_refused_with_the_value(args: list[str], fragment: str) -> None:

@@ -1,0 +1,186 @@
+"""Refresh stage: compare the source with the live pair by content hash, reuse what holds.
+
+A row whose id and content hash are both in the live collection keeps its vector (copied
+from the live collection, never re-embedded); new and changed rows go through the usual
+Ray embedding; rows gone from the source are left out. Same model version, so a copied
+vector equals what re-embedding the same text would give.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from indexpair.errors import BuildError
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways.milvus import HASH_FIELD, ID_FIELD, VECTOR_FIELD, MilvusGateway
+from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.settings import Settings
+from tasks.source import SourceSpec, content_hash, document_texts, iter_batches
+
+log = logging.getLogger(__name__)
+
+
+class ChangeSet(BaseModel):
+    """How the source differs from the live pair, row by row."""
+
+    live_collection: str
+    source_rows: int
+    unchanged: int
+    new: int
+    changed: int
+    deleted: int
+    to_embed: list[str]
+    deleted_ids: list[str]
+
+    @property
+    def has_changes(self) -> bool:
+        """True when the refreshed collection would differ from the live one."""
+        return bool(self.new or self.changed or self.deleted)
+
+    def counts(self) -> dict[str, int]:
+        """The four counts, for reports and tags."""
+        return {
+            "unchanged": self.unchanged,
+            "new": self.new,
+            "changed": self.changed,
+            "deleted": self.deleted,
+        }
+
+
+def source_hashes(settings: Settings, spec: SourceSpec) -> dict[str, str]:
+    """Content hash of every source row's embedded text, by id (streamed from the source)."""
+    hashes: dict[str, str] = {}
+    for batch in iter_batches(settings, spec):
+        ids = [str(i) for i in batch.column(spec.id_field).to_pylist()]
+        texts = document_texts(batch, spec.text_fields)
+        hashes.update((i, content_hash(t)) for i, t in zip(ids, texts, strict=True))
+    return hashes
+
+
+def live_hashes(gateway: MilvusGateway, collection: str) -> dict[str, str]:
+    """Content hash of every row of the live collection, by id.
+
+    Raises:
+        BuildError: the collection was built without content hashes (before they existed).
+    """
+    if HASH_FIELD not in gateway.field_names(collection):
+        raise BuildError(
+            f"live collection {collection!r} has no {HASH_FIELD!r} field (built by an older "
+            "indexpair); refresh cannot tell changed rows apart: run a full promotion of "
+            "the same model version instead (`indexpair promote --version N`)"
+        )
+    hashes: dict[str, str] = {}
+    for rows in gateway.iter_rows(collection):
+        hashes.update((str(r[ID_FIELD]), str(r[HASH_FIELD])) for r in rows)
+    if hashes and not all(hashes.values()):
+        raise BuildError(f"live collection {collection!r} has rows without a content hash")
+    return hashes
+
+
+def diff(source: dict[str, str], live: dict[str, str], live_collection: str) -> ChangeSet:
+    """Classify every row as unchanged, new, changed or deleted."""
+    new = [i for i in source if i not in live]
+    changed = [i for i, h in source.items() if i in live and live[i] != h]
+    deleted = sorted(i for i in live if i not in source)
+    return ChangeSet(
+        live_collection=live_collection,
+        source_rows=len(source),
+        unchanged=len(source) - len(new) - len(changed),
+        new=len(new),
+        changed=len(changed),
+        deleted=len(deleted),
+        to_embed=sorted(new + changed),
+        deleted_ids=deleted,
+    )
+
+
+def compare(settings: Settings, spec: SourceSpec, live_collection: str) -> ChangeSet:
+    """The change set between the source and the live collection."""
+    gateway = MilvusGateway(settings)
+    try:
+        live = live_hashes(gateway, live_collection)
+    finally:
+        gateway.close()
+    return diff(source_hashes(settings, spec), live, live_collection)
+
+
+def copy_unchanged(settings: Settings, changes: ChangeSet, target: str) -> int:
+    """Copy the vectors of unchanged rows from the live collection into ``target``.
+
+    Streams the live collection once and skips the rows the change set names as changed
+    or deleted. Upserts, so a retried copy never duplicates.
+
+    Returns:
+        The number of rows copied.
+    """
+    skip = set(changes.to_embed) | set(changes.deleted_ids)
+    gateway = MilvusGateway(settings)
+    copied = 0
+    try:
+        rows_of_live = gateway.iter_rows(
+            changes.live_collection, vectors=True, batch_size=settings.insert_batch_size
+        )
+        for rows in rows_of_live:
+            keep = [r for r in rows if str(r[ID_FIELD]) not in skip]
+            if keep:
+                vectors = np.asarray([r[VECTOR_FIELD] for r in keep], dtype=np.float32)
+                ids = [str(r[ID_FIELD]) for r in keep]
+                copied += gateway.insert(target, ids, [r[HASH_FIELD] for r in keep], vectors)
+    finally:
+        gateway.close()
+    if copied != changes.unchanged:
+        raise BuildError(
+            f"copied {copied} vectors from {changes.live_collection!r}, expected "
+            f"{changes.unchanged} unchanged rows; did the live collection change meanwhile?"
+        )
+    return copied
+
+
+def change_markdown(changes: ChangeSet, collection: str | None) -> str:
+    """The change report shown as a Prefect artifact."""
+    counts = changes.counts()
+    lines = [
+        f"### Refresh against `{changes.live_collection}`",
+        "",
+        "| unchanged (vectors reused) | new | changed | deleted | source rows |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {counts['unchanged']} | {counts['new']} | {counts['changed']} | "
+        f"{counts['deleted']} | {changes.source_rows} |",
+        "",
+        f"Candidate: `{collection}`" if collection else "**No change**: nothing to promote.",
+    ]
+    return "\n".join(lines)
+
+
+@task(name="compare-with-live", persist_result=True)
+def compare_with_live(settings: Settings, spec: SourceSpec, live_collection: str) -> ChangeSet:
+    """Task wrapper of :func:`compare`."""
+    changes = compare(settings, spec, live_collection)
+    summary = ", ".join(f"{k} {v}" for k, v in changes.counts().items())
+    get_run_logger().info("source vs %s: %s", live_collection, summary)
+    return changes
+
+
+@task(name="copy-unchanged-vectors", persist_result=True)
+def copy_unchanged_vectors(settings: Settings, changes: ChangeSet, target: str) -> int:
+    """Task wrapper of :func:`copy_unchanged`."""
+    copied = copy_unchanged(settings, changes, target)
+    get_run_logger().info("reused %d vectors from %s", copied, changes.live_collection)
+    return copied
+
+
+@task(name="publish-changes")
+def publish_changes(
+    settings: Settings, changes: ChangeSet, ref: ModelVersionRef, collection: str | None
+) -> None:
+    """The change report: a Prefect artifact and ``indexpair.refresh_*`` tags in MLflow."""
+    create_markdown_artifact(key="refresh-changes", markdown=change_markdown(changes, collection))
+    tags: dict[str, object] = {f"refresh_{k}": v for k, v in changes.counts().items()}
+    tags["refresh_result"] = f"candidate {collection}" if collection else "no change"
+    registry.set_tags(settings, ref, tags)

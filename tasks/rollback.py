@@ -1,0 +1,194 @@
+"""Rollback stage: choose and check the pair to go back to, then switch the alias to it.
+
+The switch is the same locked compare-and-swap as a promotion
+(:func:`tasks.promotion.switch_alias`): a rollback racing a promotion of the same alias
+is serialized, and the loser is refused rather than silently overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from mlflow.exceptions import MlflowException
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from indexpair.errors import PairNotFound, RegistryError, RollbackRefused
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.pair import PairMetadata, PairState, check_name, now_iso
+from indexpair.settings import Settings
+from tasks.promotion import switch_alias
+
+log = logging.getLogger(__name__)
+
+
+class RollbackPlan(BaseModel):
+    """The live pair behind an alias and the checked pair to switch back to."""
+
+    alias: str
+    live: str
+    live_pair: PairMetadata
+    target: str
+    target_pair: PairMetadata
+    loaded_now: bool
+
+
+class RollbackResult(BaseModel):
+    """What one rollback did."""
+
+    alias: str
+    collection: str
+    model_name: str
+    model_version: str
+    rolled_back_from: str
+    from_model_version: str
+    switch_ms: float
+    loaded_now: bool
+
+
+def _latest_previous(gateway: MilvusGateway, alias: str, live: str, family: str) -> str:
+    """The most recently retired ``previous`` pair that served ``alias``."""
+    candidates = [
+        (pair.previous_since or pair.created_at, name)
+        for name, pair in gateway.list_pairs()
+        if name != live
+        and pair.state == PairState.PREVIOUS
+        and pair.model_name == family
+        and pair.alias in (alias, "")
+    ]
+    if not candidates:
+        raise RollbackRefused(
+            f"alias {alias!r} has no previous pair to roll back to (live: {live!r}); "
+            "garbage collection keeps at least one, so none was ever retired, or name "
+            "one with --to"
+        )
+    return max(candidates)[1]
+
+
+def _check_target(alias: str, target: str, pair: PairMetadata, live_pair: PairMetadata) -> None:
+    """Refuse a target of another model family, another alias, or a state never approved."""
+    if pair.model_name != live_pair.model_name:
+        raise RollbackRefused(
+            f"{target!r} holds model {pair.model_name!r}, but alias {alias!r} serves "
+            f"{live_pair.model_name!r}; a rollback stays within one model family"
+        )
+    if pair.alias and pair.alias != alias:
+        raise RollbackRefused(f"{target!r} served alias {pair.alias!r}, not {alias!r}")
+    if pair.state != PairState.PREVIOUS:
+        raise RollbackRefused(
+            f"{target!r} is {pair.state.value}; only a pair that served before "
+            "(state previous) can be rolled back to"
+        )
+
+
+def prepare(settings: Settings, alias: str, target: str | None = None) -> RollbackPlan:
+    """Find the pair to roll back to and make it ready: metadata intact, loaded, rows right.
+
+    Args:
+        settings: where Milvus is.
+        alias: the production alias to move back.
+        target: a named managed collection; default the most recent previous pair.
+
+    Raises:
+        PairNotFound: the alias or the target is missing, or the target is not managed.
+        RollbackRefused: no previous pair, or the target cannot serve this alias.
+    """
+    check_name(alias, "alias name")
+    gateway = MilvusGateway(settings)
+    try:
+        live = gateway.alias_target(alias)
+        if live is None:
+            raise PairNotFound(f"alias {alias!r} does not exist; there is nothing to roll back")
+        live_pair = gateway.read_pair(live)
+        if target is None:
+            target = _latest_previous(gateway, alias, live, live_pair.model_name)
+        check_name(target, "rollback target")
+        if target == live:
+            raise RollbackRefused(f"{target!r} is already live behind alias {alias!r}")
+        pair = gateway.read_pair(target)
+        _check_target(alias, target, pair, live_pair)
+        loaded_now = gateway.ensure_loaded(target)
+        rows = gateway.row_count(target)
+        if rows != pair.source_rows:
+            raise RollbackRefused(
+                f"{target!r} holds {rows} rows but was built from {pair.source_rows}; "
+                "it is damaged and cannot serve"
+            )
+    finally:
+        gateway.close()
+    return RollbackPlan(
+        alias=alias,
+        live=live,
+        live_pair=live_pair,
+        target=target,
+        target_pair=pair,
+        loaded_now=loaded_now,
+    )
+
+
+def _mirror_in_registry(settings: Settings, plan: RollbackPlan, reason: str) -> None:
+    """Move the MLflow ``production`` alias back and tag both versions."""
+    old, new = plan.live_pair, plan.target_pair
+    stamp = now_iso()
+    old_ref = ModelVersionRef(name=old.model_name, version=old.model_version, uri=old.model_uri)
+    new_ref = ModelVersionRef(name=new.model_name, version=new.model_version, uri=new.model_uri)
+    if old.model_version != new.model_version:
+        registry.set_tags(settings, old_ref, {"status": "rolled_back", "rolled_back_at": stamp})
+    registry.set_alias(settings, new_ref, settings.production_model_alias)
+    tags = {"status": "live", "collection": plan.target, "restored_at": stamp}
+    registry.set_tags(settings, new_ref, tags | {"restore_reason": reason[:4000]})
+
+
+def roll_back(settings: Settings, plan: RollbackPlan, reason: str = "") -> RollbackResult:
+    """Switch the alias back (locked compare-and-swap), then mirror it in MLflow.
+
+    Raises:
+        PromotionConflict: the alias moved after the plan was made.
+        RegistryError: Milvus switched but MLflow could not be updated; rerun with the
+            same target, which is idempotent.
+    """
+    switched = switch_alias(settings, plan.alias, plan.target, plan.live)
+    try:
+        _mirror_in_registry(settings, plan, reason)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"alias {plan.alias!r} now serves {plan.target!r}, but MLflow at "
+            f"{settings.mlflow_tracking_uri} was not updated ({exc.message[:200]}); "
+            f"run `indexpair rollback --to {plan.target}` again to finish"
+        ) from exc
+    return RollbackResult(
+        alias=plan.alias,
+        collection=plan.target,
+        model_name=plan.target_pair.model_name,
+        model_version=plan.target_pair.model_version,
+        rolled_back_from=plan.live,
+        from_model_version=plan.live_pair.model_version,
+        switch_ms=switched.switch_ms,
+        loaded_now=plan.loaded_now,
+    )
+
+
+@task(name="prepare-rollback")
+def prepare_rollback(settings: Settings, alias: str, target: str | None) -> RollbackPlan:
+    """Task wrapper of :func:`prepare`."""
+    plan = prepare(settings, alias, target)
+    get_run_logger().info(
+        "rolling %s back from %s (v%s) to %s (v%s)%s",
+        alias,
+        plan.live,
+        plan.live_pair.model_version,
+        plan.target,
+        plan.target_pair.model_version,
+        "; loaded it first" if plan.loaded_now else "",
+    )
+    return plan
+
+
+@task(name="switch-back")
+def switch_back(settings: Settings, plan: RollbackPlan, reason: str) -> RollbackResult:
+    """Task wrapper of :func:`roll_back`."""
+    return roll_back(settings, plan, reason or f"rollback at {datetime.now(UTC):%Y-%m-%d %H:%M}Z")

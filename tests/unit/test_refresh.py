@@ -1,0 +1,61 @@
+"""The refresh change set and the automatic-approval rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.refresh import AUTO_APPROVER, auto_decision
+from tasks.refresh import diff
+from tasks.validation import Metrics, ValidationReport
+
+LIVE = {"a": "h1", "b": "h2", "c": "h3", "d": "h4"}
+
+
+@pytest.mark.parametrize(
+    ("source", "counts", "to_embed"),
+    [
+        (dict(LIVE), (4, 0, 0, 0), []),
+        (LIVE | {"e": "h5"}, (4, 1, 0, 0), ["e"]),
+        (LIVE | {"b": "changed"}, (3, 0, 1, 0), ["b"]),
+        ({"a": "h1", "b": "h2"}, (2, 0, 0, 2), []),
+        ({"a": "x", "e": "h5", "f": "h6"}, (0, 2, 1, 3), ["a", "e", "f"]),
+        ({}, (0, 0, 0, 4), []),
+    ],
+)
+def test_diff_classifies_every_row(
+    source: dict[str, str], counts: tuple[int, int, int, int], to_embed: list[str]
+) -> None:
+    changes = diff(source, LIVE, "live_v1_abcd")
+    assert (changes.unchanged, changes.new, changes.changed, changes.deleted) == counts
+    assert changes.to_embed == to_embed
+    assert changes.deleted_ids == sorted(set(LIVE) - set(source))
+    assert changes.source_rows == len(source)
+    assert changes.has_changes == (counts[1:] != (0, 0, 0))
+
+
+def _report(candidate: tuple[float, float, float], live: tuple[float, float, float] | None):
+    def metrics(v: tuple[float, float, float]) -> Metrics:
+        return Metrics(recall_at_k=v[0], mrr=v[1], ndcg_at_k=v[2], queries=30)
+
+    return ValidationReport(
+        collection="c", k=10, candidate=metrics(candidate), live=metrics(live) if live else None
+    )
+
+
+@pytest.mark.parametrize(
+    ("candidate", "live", "auto"),
+    [
+        ((0.6, 0.7, 0.6), (0.6, 0.7, 0.6), True),  # equal: nothing regressed
+        ((0.7, 0.8, 0.7), (0.6, 0.7, 0.6), True),
+        ((0.6, 0.7, 0.5999), (0.6, 0.7, 0.6), False),  # any drop at all asks a person
+        ((0.9, 0.9, 0.9), None, False),  # nothing to compare with
+    ],
+)
+def test_auto_approval_only_without_regression(
+    candidate: tuple[float, float, float], live: tuple[float, float, float] | None, auto: bool
+) -> None:
+    decision = auto_decision(_report(candidate, live))
+    assert (decision is not None) == auto
+    if decision is not None:
+        assert decision.approve and decision.approver == AUTO_APPROVER
+        assert f"recall_at_k {candidate[0]:.3f} ≥ {live[0]:.3f}" in decision.comment  # type: ignore[index]
