@@ -238,6 +238,7 @@ def test_a_model_that_cannot_be_loaded_is_reported_not_hidden(
         }
     )
     rows = gw.client.query(two_pairs[0], filter='id != ""', limit=3, output_fields=["vector"])
+    meta = meta.model_copy(update={"source_rows": len(rows)})
     gw.create_pair_collection(name, meta)
     vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
     gw.insert(name, [r["id"] for r in rows], ["h"] * len(rows), vectors)
