@@ -23,6 +23,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=float, default=5, help="before/after window (s)")
     p.add_argument("--grace", type=float, default=2, help="'during' lasts this long past a switch")
     p.add_argument("--out", default=str(PROJECT_DIR / "benchmarks" / "results"))
+    p.add_argument("--keep-state", action="store_true", help="keep the private stack's state dir")
     p.add_argument(
         "--reuse-stack",
         action="store_true",
@@ -325,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             from indexpair import stack
 
             stack.down(settings)
+            if not args.keep_state:  # the private stack's data and model downloads
+                shutil.rmtree(settings.state_dir, ignore_errors=True)
     for detail in sorted({r["detail"] for r in records if r.get("mixed")})[:3]:
         console.print(f"example mixed answer: {detail}")
     for err in sorted({r["error"][:120] for r in records if not r["ok"]})[:3]:
