@@ -290,5 +290,11 @@ def demo() -> None:
         _fail(exc)
 
 
+# The trigger and webhook command groups live in their own module (it uses the helpers above).
+from indexpair.trigger_cli import trigger_app, webhook_app  # noqa: E402
+
+app.add_typer(trigger_app, name="trigger")
+app.add_typer(webhook_app, name="webhook")
+
 if __name__ == "__main__":
     app()

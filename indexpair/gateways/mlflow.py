@@ -218,3 +218,19 @@ def log_validation_run(
         client.log_param(run.info.run_id, key, str(value))
     client.set_terminated(run.info.run_id)
     return str(run.info.run_id)
+
+
+def register_webhook(settings: Settings, name: str, url: str, secret: str) -> str:
+    """Create (or re-point) an MLflow webhook for ``model_version_alias.created``; its id.
+
+    The MLflow server must run with a SQL backend and a fixed
+    ``MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY``; an ``http`` or loopback URL also needs
+    ``MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https`` and ``MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true``.
+    """
+    client = _client(settings)
+    events = ["model_version_alias.created"]
+    for hook in client.list_webhooks():
+        if hook.name == name:
+            client.update_webhook(hook.webhook_id, url=url, events=events, secret=secret)
+            return str(hook.webhook_id)
+    return str(client.create_webhook(name=name, url=url, events=events, secret=secret).webhook_id)

@@ -189,3 +189,49 @@ def run_is_active(flow_run_id: str) -> tuple[bool, str]:
     if run.state is None:
         return False, "unknown"
     return run.state.type.value in ACTIVE_STATES, f"{run.state.name}: {run.state.message or ''}"
+
+
+def active_runs(flow_name: str) -> list[dict[str, Any]]:
+    """Runs of flow ``flow_name`` that are scheduled, running, paused or suspended.
+
+    Returns:
+        One dict per run: ``id``, ``name``, ``state_type``, ``state_name``, ``parameters``.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    states = [StateType(value) for value in sorted(ACTIVE_STATES)]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))
+            ),
+            limit=200,
+        )
+    return [
+        {
+            "id": str(run.id),
+            "name": run.name,
+            "state_type": run.state.type.value if run.state else "UNKNOWN",
+            "state_name": run.state.name if run.state else "Unknown",
+            "parameters": dict(run.parameters),
+        }
+        for run in runs
+    ]
+
+
+def cancel(flow_run_id: str, message: str) -> None:
+    """Ask the server to cancel a run (the worker stops it; a suspended run just ends)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id(flow_run_id), Cancelling(message=message), force=True)
