@@ -26,11 +26,12 @@ OK, FAILED, STILL_RUNNING = 0, 1, 3
 def write_run_id(path: Path, flow_run_id: str) -> None:
     """Store the flow-run id for the next job (creates the folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(flow_run_id + "\n", encoding="utf-8")
+    path.write_text(flow_run_id + "\n" if flow_run_id else "", encoding="utf-8")
 
 
-def read_run_id(path: Path) -> str:
-    """The flow-run id a previous job stored.
+def read_run_id(path: Path) -> str | None:
+    """The flow-run id a previous job stored; None when it stored none (the version
+    already had a live or previous pair, so nothing was started).
 
     Raises:
         IndexPairError: the file is missing or holds no flow-run id.
@@ -42,7 +43,7 @@ def read_run_id(path: Path) -> str:
             f"run-id file {str(path)!r} does not exist; did the start job persist it "
             "to the workspace?"
         ) from None
-    return str(prefect_api.run_id(text))
+    return str(prefect_api.run_id(text)) if text else None
 
 
 def resolve_version(settings: Settings, model_name: str, version: str | None) -> str:

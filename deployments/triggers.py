@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.pair import PairState
+from indexpair.pair import PairMetadata, PairState
 from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,31 +66,45 @@ def trigger_lock_name(model_name: str) -> str:
     return "indexpair-trigger-" + re.sub(r"[^A-Za-z0-9_.-]", "-", model_name)
 
 
-def run_in_flight(model_name: str, version: str) -> dict[str, Any] | None:
+def _pairs(settings: Settings) -> list[tuple[str, PairMetadata]]:
+    gateway = MilvusGateway(settings)
+    try:
+        return gateway.list_pairs()
+    finally:
+        gateway.close()
+
+
+def run_in_flight(
+    model_name: str, version: str, pairs: list[tuple[str, PairMetadata]]
+) -> dict[str, Any] | None:
     """An active ``promote`` run building this model version, if any.
 
-    A run started without an explicit version (it resolves the staging alias itself)
-    counts once its build collection names the version: see :func:`pair_of_version`.
+    A run started without an explicit version resolves the staging version itself: once
+    it has created its collection, that collection's version decides; before (its first
+    seconds), it counts as building this version too, to be safe.
     """
+    built_by = {pair.flow_run_id: pair.model_version for _, pair in pairs if pair.flow_run_id}
     for run in prefect_api.active_runs(PROMOTE_FLOW):
         params = run["parameters"]
-        if params.get("model_name") == model_name and str(params.get("model_version")) == version:
+        if params.get("model_name") != model_name:
+            continue
+        wanted = params.get("model_version")
+        if wanted is None:
+            wanted = built_by.get(run["id"], version)
+        if str(wanted) == version:
             return run
     return None
 
 
-def pair_of_version(settings: Settings, model_name: str, version: str) -> tuple[str, str] | None:
+def pair_of_version(
+    model_name: str, version: str, pairs: list[tuple[str, PairMetadata]]
+) -> tuple[str, str] | None:
     """A collection of this version that makes a new build pointless.
 
     Returns:
         ``(collection, reason)`` for a live/previous pair, or a build whose run is still
         active; None otherwise (rejected builds are dropped, so they never block).
     """
-    gateway = MilvusGateway(settings)
-    try:
-        pairs = gateway.list_pairs()
-    finally:
-        gateway.close()
     for name, pair in pairs:
         if pair.model_name != model_name or pair.model_version != version:
             continue
@@ -105,7 +119,8 @@ def pair_of_version(settings: Settings, model_name: str, version: str) -> tuple[
 
 def _decide(settings: Settings, model_name: str, version: str) -> TriggerResult | None:
     """The existing run or pair for this version, or None when a build must start."""
-    run = run_in_flight(model_name, version)
+    pairs = _pairs(settings)
+    run = run_in_flight(model_name, version, pairs)
     if run is not None:
         return TriggerResult(
             outcome="in_flight",
@@ -116,7 +131,7 @@ def _decide(settings: Settings, model_name: str, version: str) -> TriggerResult 
             message=f"run {run['name']} ({run['id']}) for {model_name} v{version} is "
             f"already in flight ({run['state_name']})",
         )
-    found = pair_of_version(settings, model_name, version)
+    found = pair_of_version(model_name, version, pairs)
     if found is None:
         return None
     collection, reason = found

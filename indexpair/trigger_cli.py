@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -51,6 +51,11 @@ def _finish(snap: RunSnapshot, until_paused: bool) -> None:
     raise typer.Exit(code)
 
 
+def _nothing_started(run_id_file: Path) -> NoReturn:
+    console.print(f"{run_id_file} names no run: the start job found the pair built already")
+    raise typer.Exit(0)
+
+
 @trigger_app.command("start")
 def trigger_start(
     model: Annotated[str, typer.Option(help="Registered model name")],
@@ -73,11 +78,12 @@ def trigger_start(
     except IndexPairError as exc:
         _fail(exc)
     console.print(result.message)
+    # No run id when a live or previous pair of this version exists: the later jobs
+    # find an empty file and have nothing to approve.
+    ci.write_run_id(run_id_file, result.run_id or "")
     if result.run_id is None:
-        # A live or previous pair of this version exists: nothing to build or approve.
-        console.print("nothing to do")
+        console.print("nothing to build")
         raise typer.Exit(0)
-    ci.write_run_id(run_id_file, result.run_id)
     console.print(f"flow-run id written to {run_id_file}; Prefect UI: {result.run_url}")
     _finish(ci.watch(settings, result.run_id, wait, True, _heartbeat), until_paused=True)
 
@@ -99,6 +105,8 @@ def trigger_approve(
     who = approver or os.environ.get("CIRCLE_USERNAME", "")
     try:
         flow_run_id = ci.read_run_id(run_id_file)
+        if flow_run_id is None:
+            _nothing_started(run_id_file)
         snap = ci.approve(settings, flow_run_id, who, comment or "approved in CircleCI")
     except IndexPairError as exc:
         _fail(exc)
@@ -117,6 +125,8 @@ def trigger_wait(
     settings = _settings()
     try:
         flow_run_id = ci.read_run_id(run_id_file)
+        if flow_run_id is None:
+            _nothing_started(run_id_file)
         snap = ci.watch(settings, flow_run_id, wait, False, _heartbeat)
     except IndexPairError as exc:
         _fail(exc)

@@ -39,6 +39,8 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         "TOKENIZERS_PARALLELISM": "false",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # The MLflow server re-reads its webhook list after 1 s instead of 60 s.
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
