@@ -161,9 +161,13 @@ def resume(settings: Settings, flow_run_id: str, run_input: dict[str, Any]) -> N
 def ensure_lock(name: str) -> None:
     """Create the global concurrency limit of size 1 that serializes alias switches."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectAlreadyExists
 
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+        try:
+            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+        except ObjectAlreadyExists:
+            pass  # another process created it between our read and our create: same limit
 
 
 @contextmanager

@@ -109,7 +109,11 @@ def new_version_like(settings: Settings, version: str) -> str:
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     original = client.get_model_version(MODEL_NAME, version)
     copy = client.create_model_version(
-        MODEL_NAME, original.source, run_id=original.run_id, tags={"copy_of": version}
+        MODEL_NAME,
+        original.source,
+        run_id=original.run_id,
+        tags={"copy_of": version},
+        model_id=original.model_id or str(original.source).removeprefix("models:/"),
     )
     return str(copy.version)
 
