@@ -10,8 +10,9 @@ Answers (MLflow retries only 429 and 5xx, so every refusal is a 4xx):
 
 | request | status |
 | --- | --- |
-| a signature, timestamp or delivery-id header missing, or a malformed timestamp | 400 |
-| signature wrong, or timestamp more than ``max_age`` away from now | 401 |
+| signature header missing or wrong | 401 |
+| timestamp or delivery-id header missing, timestamp not Unix seconds | 400 |
+| timestamp more than ``INDEXPAIR_WEBHOOK_MAX_AGE_S`` (300) away from now | 401 |
 | delivery id seen before (kept on disk, survives a restart) | 409 |
 | body not a JSON object | 400 |
 | another event, another alias, a model not in ``INDEXPAIR_TRIGGER_MODELS`` | 200 ignored |
@@ -100,7 +101,7 @@ def authenticate(
     stamp = headers.get(TIMESTAMP_HEADER.lower(), "")
     sent = headers.get(SIGNATURE_HEADER.lower(), "")
     if not sent:
-        return _refuse(400, f"missing {SIGNATURE_HEADER} header")
+        return _refuse(401, f"missing {SIGNATURE_HEADER} header")
     if not delivery_id or not stamp:
         return _refuse(400, f"missing {DELIVERY_HEADER} or {TIMESTAMP_HEADER} header")
     if not stamp.isdigit():
