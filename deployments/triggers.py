@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from indexpair.errors import IndexPairError
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairMetadata, PairState
@@ -162,21 +163,27 @@ def trigger_promotion(
         What happened: started, or the run/pair already in place.
 
     Raises:
-        IndexPairError: the Prefect API is unreachable or the deployment is missing
-            (nothing was started).
+        IndexPairError: the Prefect API is unreachable, the deployment is missing, or
+            the lock stayed taken (nothing was started).
         MilvusUnavailable: Milvus does not answer (nothing was started).
     """
     version = str(version)
     with prefect_api.prefect_api(settings):
         prefect_api.require_api(settings)
         lock = trigger_lock_name(model_name)
-        with prefect_api.alias_lock(lock, timeout_s=LOCK_TIMEOUT_S):
-            existing = _decide(settings, model_name, version)
-            if existing is not None:
-                log.info("%s", existing.message)
-                return existing
-            params = {**(parameters or {}), "model_name": model_name, "model_version": version}
-            run = prefect_api.start_deployment(settings, params)
+        try:
+            with prefect_api.alias_lock(lock, timeout_s=LOCK_TIMEOUT_S):
+                existing = _decide(settings, model_name, version)
+                if existing is not None:
+                    log.info("%s", existing.message)
+                    return existing
+                params = {**(parameters or {}), "model_name": model_name, "model_version": version}
+                run = prefect_api.start_deployment(settings, params)
+        except TimeoutError:
+            raise IndexPairError(
+                f"another trigger held the lock {lock!r} for over {LOCK_TIMEOUT_S:.0f} s; "
+                "nothing started, try again"
+            ) from None
     log.info("started %s (%s) for %s v%s", run["name"], run["id"], model_name, version)
     return TriggerResult(
         outcome="started",

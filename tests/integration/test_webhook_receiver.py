@@ -159,3 +159,22 @@ def test_circleci_down_is_logged_clearly(tmp_path: Path) -> None:
     assert "could not trigger product-embedder v10: CircleCI API at http://127.0.0.1:" in text
     assert "is unreachable (ConnectError)" in text
     assert SECRET not in text and CIRCLE_TOKEN not in text
+
+
+def test_prefect_down_is_logged_clearly(tmp_path: Path) -> None:
+    env = receiver_env(tmp_path / "state", "http://127.0.0.1:9") | {
+        "INDEXPAIR_WEBHOOK_TARGET": "prefect"
+    }
+    body = json.dumps(alias_event(MODEL, "staging", "11")).encode()
+    log = tmp_path / "receiver.log"
+    with receiver(free_port(), env, log) as url:
+        response = post(url, body, signed(SECRET, body))
+        deadline = time.monotonic() + 30
+        while "could not trigger" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert response.status_code == 202
+    text = log.read_text()
+    assert (
+        "could not trigger product-embedder v11: Prefect API at http://127.0.0.1:9/api is" in text
+    )
+    assert SECRET not in text
