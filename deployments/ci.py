@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deployments.triggers import TriggerResult, trigger_promotion
-from indexpair.errors import IndexPairError, RegistryError
+from indexpair.errors import IndexPairError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.prefect import RunSnapshot
@@ -52,12 +52,7 @@ def resolve_version(settings: Settings, model_name: str, version: str | None) ->
     Raises:
         RegistryError: nothing to build for this model.
     """
-    if version:
-        return version
-    ref = registry.resolve_version(settings, model_name)
-    if not ref.version:
-        raise RegistryError(f"model {model_name!r} has no staging version")
-    return ref.version
+    return version or registry.resolve_version(settings, model_name).version
 
 
 def watch(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 
 from prefect import task
 from prefect.logging import get_run_logger
@@ -24,21 +23,13 @@ def staging_versions(settings: Settings, model_name: str) -> list[str]:
     A model that is not registered has none (logged, not raised: one bad name in the
     watch list must not stop the others).
     """
-    from mlflow.exceptions import MlflowException
-
-    client = registry._client(settings)
     found = []
     alias_version = registry.alias_version(settings, model_name, settings.staging_model_alias)
     if alias_version:
         found.append(alias_version)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            staged = client.get_latest_versions(model_name, stages=["Staging"])
-    except MlflowException as exc:
-        log.warning("cannot list the Staging versions of %r: %s", model_name, exc)
-        staged = []
-    found.extend(str(mv.version) for mv in staged if str(mv.version) not in found)
+    for version in registry.stage_versions(settings, model_name, "Staging"):
+        if version not in found:
+            found.append(version)
     return found
 
 

@@ -234,3 +234,17 @@ def register_webhook(settings: Settings, name: str, url: str, secret: str) -> st
             client.update_webhook(hook.webhook_id, url=url, events=events, secret=secret)
             return str(hook.webhook_id)
     return str(client.create_webhook(name=name, url=url, events=events, secret=secret).webhook_id)
+
+
+def stage_versions(settings: Settings, name: str, stage: str) -> list[str]:
+    """Versions of a model in a legacy stage (e.g. ``Staging``); none for an unknown model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            found = _client(settings).get_latest_versions(name, stages=[stage])
+    except MlflowException as exc:
+        log.warning("cannot list the %s versions of %r: %s", stage, name, exc)
+        return []
+    return [str(mv.version) for mv in found]
