@@ -228,12 +228,3 @@ def active_runs(flow_name: str) -> list[dict[str, Any]]:
         }
         for run in runs
     ]
-
-
-def cancel(flow_run_id: str, message: str) -> None:
-    """Ask the server to cancel a run (the worker stops it; a suspended run just ends)."""
-    from prefect.client.orchestration import get_client
-    from prefect.states import Cancelling
-
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(run_id(flow_run_id), Cancelling(message=message), force=True)
