@@ -345,6 +345,12 @@ def demo() -> None:
         _fail(exc)
 
 
+# The trigger and webhook command groups live in their own module (it uses the helpers above).
+from indexpair.trigger_cli import trigger_app, webhook_app  # noqa: E402
+
+app.add_typer(trigger_app, name="trigger")
+app.add_typer(webhook_app, name="webhook")
+
 # rollback, gc and refresh live in their own module (it uses the helpers above).
 from indexpair import lifecycle_cli  # noqa: E402,F401
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -102,7 +103,25 @@ class Settings(BaseSettings):
         50, ge=0, description="Logged live queries a promotion compares on (0: golden only)"
     )
 
-    @field_validator("milvus_token", "aws_secret_access_key", "prefect_api_key")
+    # Triggers (deployments/triggers.py, deployments/webhook.py, flows/watch_registry.py).
+    trigger_models: str = Field(
+        "product-embedder", description="Comma-separated registered models that triggers act on"
+    )
+    webhook_secret: SecretStr | None = None
+    webhook_target: Literal["prefect", "circleci"] = "prefect"
+    webhook_max_age_s: int = Field(300, ge=1)
+    circleci_api_url: str = "https://circleci.com"
+    circleci_project_slug: str | None = None
+    circleci_branch: str = "main"
+    circleci_token: SecretStr | None = None
+
+    @field_validator(
+        "milvus_token",
+        "aws_secret_access_key",
+        "prefect_api_key",
+        "webhook_secret",
+        "circleci_token",
+    )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
@@ -129,6 +148,11 @@ class Settings(BaseSettings):
         """Where the search service appends the live queries it answered (JSON lines)."""
         return self.state_dir / "query-log.jsonl"
 
+    @property
+    def trigger_model_names(self) -> list[str]:
+        """The models triggers act on (from ``INDEXPAIR_TRIGGER_MODELS``)."""
+        return [name.strip() for name in self.trigger_models.split(",") if name.strip()]
+
     def lock_name(self, alias: str) -> str:
         """Global concurrency limit that serializes switches of one alias."""
         return f"indexpair-alias-{alias}"
@@ -143,6 +167,10 @@ SECRET_NAMES = {
     "prefect_api_key",
     "aws_access_key_id",
     "aws_secret_access_key",
+    "INDEXPAIR_WEBHOOK_SECRET",
+    "INDEXPAIR_CIRCLECI_TOKEN",
+    "webhook_secret",
+    "circleci_token",
 }
 
 
