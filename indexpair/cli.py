@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import os
-import sys
-import warnings
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from indexpair.errors import ConfigError, IndexPairError
-from indexpair.gateways.prefect import RunSnapshot
-from indexpair.settings import LIBRARY_ENV, Settings, load_settings
+from indexpair import lifecycle_cli, trigger_cli
+from indexpair.cli_common import (
+    DEMO_DATA,
+    PROJECT_DIR,
+    console,
+    fail,
+    report_run,
+    require_files,
+    settings_or_exit,
+)
+from indexpair.errors import IndexPairError
+from indexpair.settings import Settings
 
 app = typer.Typer(
     help="Promote an embedding model and its Milvus index as one pair.",
@@ -29,26 +34,6 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 # Wide tables when the output goes to a file or CI log instead of a terminal.
-console = Console(width=None if sys.stdout.isatty() else 150)
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEMO_DATA = PROJECT_DIR / "demo" / "data"
-
-
-def _settings() -> Settings:
-    for key, value in LIBRARY_ENV.items():
-        os.environ.setdefault(key, value)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        _fail(exc)
-
-
-def _fail(exc: Exception) -> NoReturn:
-    console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(1)
 
 
 def _services_table(rows: list[Any]) -> Table:
@@ -70,11 +55,11 @@ def stack_up() -> None:
     """Start Milvus Lite, MLflow, Prefect and the worker (idempotent)."""
     from indexpair import stack
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         rows = stack.up(settings, PROJECT_DIR)
     except IndexPairError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(_services_table(rows))
     console.print(
         f"Prefect UI: {settings.prefect_ui_url}   MLflow UI: {settings.mlflow_tracking_uri}"
@@ -86,7 +71,7 @@ def stack_down() -> None:
     """Stop exactly the processes `stack up` started."""
     from indexpair import stack
 
-    stopped = stack.down(_settings())
+    stopped = stack.down(settings_or_exit())
     console.print("stopped: " + (", ".join(stopped) or "nothing was running"))
 
 
@@ -95,13 +80,7 @@ def stack_status() -> None:
     """Show each local service: pid, health, URL and log."""
     from indexpair import stack
 
-    console.print(_services_table(stack.status(_settings())))
-
-
-def _require_files(source: str, golden: str) -> None:
-    for what, path in (("source", source), ("golden-query file", golden)):
-        if "://" not in path and not Path(path).is_file():
-            _fail(IndexPairError(f"{what} {path!r} does not exist"))
+    console.print(_services_table(stack.status(settings_or_exit())))
 
 
 @app.command()
@@ -121,8 +100,8 @@ def promote(
     """Start the promote deployment; return when it awaits approval or ends."""
     from deployments.promotions import promotion_parameters, start_promotion
 
-    settings = _settings()
-    _require_files(source, golden)
+    settings = settings_or_exit()
+    require_files(source, golden)
     params = promotion_parameters(
         model, source, golden, version, alias, approval_timeout_s=approval_timeout
     )
@@ -136,39 +115,21 @@ def promote(
     try:
         snap = start_promotion(settings, params, wait, on_started=started)
     except IndexPairError as exc:
-        _fail(exc)
-    _report_run(snap)
-
-
-def _report_run(snap: RunSnapshot) -> None:
-    console.print(f"flow run {snap['name']} ({snap['id']})")
-    if snap["state_type"] == "PAUSED":
-        console.print(
-            f"[bold yellow]awaiting approval[/]: {snap['url']}\n"
-            f"  approve: indexpair approve {snap['id']}\n"
-            f"  deny:    indexpair deny {snap['id']}"
-        )
-        return
-    if not snap.final:
-        console.print(f"[yellow]still {snap['state_name']}[/]; follow it at {snap['url']}")
-        raise typer.Exit(3)
-    colour = "green" if snap["state_type"] == "COMPLETED" else "red"
-    console.print(f"[bold {colour}]{snap['state_name']}[/]: {snap['message']}  {snap['url']}")
-    if snap["state_type"] not in ("COMPLETED",):
-        raise typer.Exit(1)
+        fail(exc)
+    report_run(snap)
 
 
 def _decide(run_id: str, approve: bool, approver: str | None, comment: str, wait: float) -> None:
     from deployments.promotions import answer
 
-    settings = _settings()
+    settings = settings_or_exit()
     who = approver or os.environ.get("INDEXPAIR_APPROVER") or getpass.getuser()
     console.print(f"{'approving' if approve else 'denying'} {run_id} as {who}")
     try:
         snap = answer(settings, run_id, approve, who, comment, wait)
     except IndexPairError as exc:
-        _fail(exc)
-    _report_run(snap)
+        fail(exc)
+    report_run(snap)
 
 
 @app.command()
@@ -221,11 +182,11 @@ def status(
     """Alias → collection → model version, and every managed collection with its state."""
     from indexpair.query import collect_status
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         data = collect_status(settings)
     except IndexPairError as exc:
-        _fail(exc)
+        fail(exc)
     _add_retention(settings, data["collections"])
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -275,13 +236,13 @@ def search(
     """Search through the production alias with the model of the pair behind it."""
     from indexpair.query import PairSearcher, source_titles
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         searcher = PairSearcher(settings, alias)
         response = searcher.search(text, k)
         searcher.close()
     except IndexPairError as exc:
-        _fail(exc)
+        fail(exc)
     titles = source_titles(settings, response)
     table = Table(
         "rank",
@@ -308,7 +269,7 @@ def serve(
     """Serve GET /search, /pair, /healthz and /metrics over HTTP for the alias."""
     from indexpair.service import serve as run_service
 
-    settings = _settings()
+    settings = settings_or_exit()
     overrides = {k: v for k, v in (("serve_host", host), ("serve_port", port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update=overrides)
@@ -319,7 +280,7 @@ def serve(
     try:
         run_service(settings, alias, ttl)
     except IndexPairError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command()
@@ -328,7 +289,7 @@ def cleanup() -> None:
     from indexpair.gateways import prefect as prefect_api
     from tasks.promotion import reap_abandoned
 
-    settings = _settings()
+    settings = settings_or_exit()
     with prefect_api.prefect_api(settings):
         reaped = reap_abandoned(settings)
     console.print("removed: " + (", ".join(reaped) or "nothing abandoned"))
@@ -340,19 +301,16 @@ def demo() -> None:
     from demo.run import run_demo
 
     try:
-        run_demo(_settings(), PROJECT_DIR, console)
+        run_demo(settings_or_exit(), PROJECT_DIR, console)
     except IndexPairError as exc:
-        _fail(exc)
+        fail(exc)
 
 
-# The trigger and webhook command groups live in their own module (it uses the helpers above).
-from indexpair.trigger_cli import trigger_app, webhook_app  # noqa: E402
-
-app.add_typer(trigger_app, name="trigger")
-app.add_typer(webhook_app, name="webhook")
-
-# rollback, gc and refresh live in their own module (it uses the helpers above).
-from indexpair import lifecycle_cli  # noqa: E402,F401
+app.command()(lifecycle_cli.rollback)
+app.command()(lifecycle_cli.gc)
+app.command()(lifecycle_cli.refresh)
+app.add_typer(trigger_cli.trigger_app, name="trigger")
+app.add_typer(trigger_cli.webhook_app, name="webhook")
 
 if __name__ == "__main__":
     app()

@@ -1,6 +1,6 @@
 """``indexpair rollback``, ``gc`` and ``refresh``: the life cycle of a live pair.
 
-Imported at the end of :mod:`indexpair.cli`, which owns ``app`` and the shared helpers.
+Registered on ``app`` by :mod:`indexpair.cli`; shared helpers in :mod:`indexpair.cli_common`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from indexpair.cli import DEMO_DATA, _fail, _report_run, _require_files, _settings, app, console
+from indexpair.cli_common import (
+    DEMO_DATA,
+    console,
+    fail,
+    report_run,
+    require_files,
+    settings_or_exit,
+)
 from indexpair.errors import ConfigError, IndexPairError
 
 
-@app.command()
 def rollback(
     alias: Annotated[str | None, typer.Option(help="Production alias")] = None,
     to: Annotated[
@@ -30,13 +36,13 @@ def rollback(
     from flows.rollback import rollback as rollback_flow
     from indexpair.gateways import prefect as prefect_api
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         prefect_api.require_api(settings)
         with prefect_api.prefect_api(settings):
             result = rollback_flow(alias=alias, to=to, reason=reason)
     except IndexPairError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(
         f"[bold green]rolled back[/] {result.alias}: {result.rolled_back_from} "
         f"(v{result.from_model_version}) → {result.collection} ({result.model_name} "
@@ -57,10 +63,9 @@ def _policy(keep_previous: int, max_age_days: float, abandoned_after_hours: floa
         )
     except ValidationError as exc:
         bad = "; ".join(f"{e['loc'][0]}={e['input']!r}: {e['msg']}" for e in exc.errors())
-        _fail(ConfigError(f"bad retention policy: {bad}"))
+        fail(ConfigError(f"bad retention policy: {bad}"))
 
 
-@app.command()
 def gc(
     apply: Annotated[bool, typer.Option("--apply", help="Drop for real, not a dry run")] = False,
     keep_previous: Annotated[int, typer.Option(help="Previous pairs kept per alias")] = 1,
@@ -74,13 +79,13 @@ def gc(
     from indexpair.gateways import prefect as prefect_api
 
     policy = _policy(keep_previous, max_age_days, abandoned_after_hours)
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         prefect_api.require_api(settings)
         with prefect_api.prefect_api(settings):
             verdicts = collect_garbage(policy=policy, dry_run=not apply)
     except IndexPairError as exc:
-        _fail(exc)
+        fail(exc)
     table = Table("collection", "state", "age h", "rows", "action", "outcome", "why")
     for v in verdicts:
         age = "" if v.age_hours is None else f"{v.age_hours:.1f}"
@@ -88,7 +93,6 @@ def gc(
     console.print(table)
 
 
-@app.command()
 def refresh(
     source: Annotated[
         str, typer.Option(help="Corpus as it is now (Parquet/CSV/JSONL, local or s3://)")
@@ -106,11 +110,11 @@ def refresh(
     only new and changed rows, then validate and ask for approval like a promotion."""
     from deployments.promotions import refresh_parameters, start_promotion
 
-    settings = _settings()
-    _require_files(source, golden)
+    settings = settings_or_exit()
+    require_files(source, golden)
     params = refresh_parameters(source, golden, alias, auto_approve)
     try:
         snap = start_promotion(settings, params, wait, deployment=settings.refresh_deployment)
     except IndexPairError as exc:
-        _fail(exc)
-    _report_run(snap)
+        fail(exc)
+    report_run(snap)
