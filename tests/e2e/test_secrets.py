@@ -45,7 +45,11 @@ def restart_worker(settings: Settings) -> None:
 def secret_worker(stack_settings: Settings, s3_source: S3Source) -> Iterator[dict[str, str]]:
     """The worker restarted with every secret in its environment (the S3 keys are real:
     the S3 server checks them); restarted without them afterwards."""
-    secrets = {**SECRETS, "AWS_SECRET_ACCESS_KEY": s3_source.secret_key}
+    secrets = {
+        **SECRETS,
+        "AWS_ACCESS_KEY_ID": s3_source.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_source.secret_key,
+    }
     with environment(SECRETS):
         restart_worker(stack_settings)
         (worker,) = stack.status(stack_settings, ["worker"])

@@ -150,32 +150,36 @@ def wait_run(settings: Settings, flow_run_id: str, timeout_s: float, paused: boo
         return prefect_api.wait(settings, flow_run_id, timeout_s, until_paused=paused)
 
 
-def worker_saw_exit(settings: Settings, flow_run_id: str) -> bool:
-    """Whether the worker has handled the exit of the run's process (its last word on it).
+def worker_log_size(settings: Settings) -> int:
+    """Where the worker's log ends now (to read only what it writes after a fault)."""
+    return (settings.state_dir / "logs" / "worker.log").stat().st_size
+
+
+def worker_saw_exit(settings: Settings, flow_run_id: str, since: int) -> bool:
+    """Whether the worker itself has handled the exit of the run's process.
 
     The flow-run process's runner reports the crash first; the worker proposes it again
-    seconds later. Rescheduling in between lets that late report crash the new attempt.
+    seconds later ("Reported flow run ... as crashed", or only its resolution hint when
+    the server turned the repeat down). Rescheduling before that lets the late report
+    crash the new attempt.
     """
+    with (settings.state_dir / "logs" / "worker.log").open("rb") as log:
+        log.seek(since)
+        text = log.read().decode(errors="replace")
+    return any(
+        "prefect.flow_runs.worker" in line
+        and (f"Reported flow run '{flow_run_id}'" in line or "Check whether the flow" in line)
+        for line in text.splitlines()
+    )
+
+
+def reschedule(settings: Settings, flow_run_id: str, since: int) -> None:
+    """Put a crashed run back in the queue, as `prefect flow-run retry` does: same id."""
     from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    with prefect_api.prefect_api(settings), get_client(sync_client=True) as client:
-        logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
-        )
-    return any(log.name == "prefect.flow_runs.worker" and "exit" in log.message for log in logs)
-
-
-def reschedule(settings: Settings, flow_run_id: str) -> None:
-    """Put a crashed run back in the queue, as the UI's Retry does: same flow run id."""
-    from uuid import UUID
-
-    wait_for(lambda: worker_saw_exit(settings, flow_run_id), 120, "the worker's crash report")
 
     from prefect.client.orchestration import get_client
     from prefect.states import Scheduled
 
+    wait_for(lambda: worker_saw_exit(settings, flow_run_id, since), 120, "the worker's report")
     with prefect_api.prefect_api(settings), get_client(sync_client=True) as client:
         client.set_flow_run_state(UUID(flow_run_id), Scheduled(), force=True)

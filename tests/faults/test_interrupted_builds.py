@@ -22,6 +22,7 @@ from tests.faults.conftest import (
     source_ids,
     wait_for,
     wait_run,
+    worker_log_size,
 )
 from tests.support.production import assert_unchanged, production_snapshot
 
@@ -56,17 +57,19 @@ def test_killed_build_resumes_with_exact_rows(
     run = start_mid(stack_settings, mid_source, demo_versions["tfidf"], base_alias)
     name = build_name(run, demo_versions["tfidf"])
     partial = wait_for(partly_inserted(milvus, name, total), 600, f"first rows in {name}")
+    log_end = worker_log_size(stack_settings)
     assert kill_flow_run(stack_settings, run["id"]) >= 1
     crashed = wait_run(stack_settings, run["id"], 120, paused=False)
     assert crashed["state_type"] in {"CRASHED", "FAILED"}, crashed
     assert 0 < partial < total
     assert milvus.exists(name)  # the half-built candidate waits for its run to resume
 
-    reschedule(stack_settings, run["id"])  # the same flow run id, so the same build id
+    reschedule(stack_settings, run["id"], log_end)  # the same flow run id, so the same build id
     resumed = wait_run(stack_settings, run["id"], 600)
     assert resumed["state_type"] == "PAUSED", resumed
     assert_exact_rows(milvus, name, mid_source)
-    assert production_snapshot(stack_settings, base_alias) == before  # nothing switched yet
+    now = production_snapshot(stack_settings, base_alias)  # nothing switched yet
+    assert (now.alias_target, now.live_rows) == (before.alias_target, before.live_rows)
 
     done = decide(stack_settings, resumed, approve=False)
     assert done["state_name"] == "Denied", done
