@@ -78,8 +78,10 @@ def open_dataset(settings: Settings, spec: SourceSpec) -> pds.Dataset:
     fs, path = filesystem(settings, spec.uri)
     try:
         info = fs.get_file_info(path)
-    except OSError as exc:  # pyarrow's S3 client already retried with backoff
-        raise s3.unreachable(settings, spec.uri, exc) from exc
+    except OSError as exc:
+        if urlparse(spec.uri).scheme == "s3":  # pyarrow's S3 client already retried
+            raise s3.unreachable(settings, spec.uri, exc) from exc
+        raise SourceDataError(f"source {spec.uri!r} cannot be read: {exc}") from exc
     if info.type == pafs.FileType.NotFound:
         raise SourceDataError(f"source {spec.uri!r} does not exist")
     try:

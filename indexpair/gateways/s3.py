@@ -113,8 +113,13 @@ def head(settings: Settings, uri: str) -> ObjectInfo:
 
 
 def unreachable(settings: Settings, uri: str, exc: Exception) -> SourceDataError:
-    """The error for an S3 endpoint that did not answer after the retries."""
+    """The error for an S3 endpoint that did not answer, or refused, after the retries.
+
+    The client's own message (the AWS error, bucket and key; never the keys) is kept.
+    """
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
     return SourceDataError(
-        f"source {uri!r}: S3 endpoint {endpoint(settings)} is unreachable after "
-        f"{S3_ATTEMPTS} attempts ({type(exc).__name__}); check AWS_ENDPOINT_URL and the network"
+        f"source {uri!r}: S3 endpoint {endpoint(settings)} is unreachable or refused the "
+        f"request after {S3_ATTEMPTS} attempts ({reason}); check AWS_ENDPOINT_URL, the "
+        "network and the keys"
     )
