@@ -112,7 +112,7 @@ def _refresh(
     changes = _timed("compare content hashes", times, lambda: compare(settings, spec, live))
     meta = _meta(probe, spec, name, rows)
     _timed("create collection", times, lambda: create(settings, name, meta))
-    _timed("copy unchanged vectors", times, lambda: copy_unchanged(settings, spec, live, name))
+    _timed("copy unchanged vectors", times, lambda: copy_unchanged(settings, changes, name))
     where = "here" if len(changes.to_embed) <= settings.embed_here_max_rows else "Ray"
     _timed(
         f"embed + insert changed ({where})",

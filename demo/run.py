@@ -115,7 +115,8 @@ def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
     """Stack up, demo models, v1 promoted, v2 approved, broken v3 rejected, rollback and
     forward, garbage collection (dry run), status, search."""
     from indexpair import stack
-    from indexpair.cli import gc, rollback, search, status
+    from indexpair.cli import search, status
+    from indexpair.lifecycle_cli import gc, rollback
 
     console.rule("1. local stack (Milvus Lite, MLflow, Prefect server, worker)")
     stack.up(settings, project_dir)

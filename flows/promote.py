@@ -26,6 +26,7 @@ from tasks.embedding import embed_and_insert
 from tasks.promotion import promote_pair, reap_abandoned_builds, reject_build
 from tasks.registry import ModelProbe, probe_model, resolve_model_version
 from tasks.reporting import publish_report, report_markdown
+from tasks.shadow import shadow_compare
 from tasks.source import SourceSpec, SourceSummary, inspect_source
 from tasks.validation import (
     GoldenSet,
@@ -98,10 +99,11 @@ def promote(
         embed_and_insert(settings, source, model, name, summary.rows)
         rows = finalize_collection(settings, name, summary.rows)
         report = validate_and_report(settings, name, ref, model, golden, validation, live, rows)
+        shadow = shadow_compare(settings, name, model.local_path, golden, live, validation.k)
     except Exception as exc:
         reject_build(settings, name, ref, f"{type(exc).__name__}: {exc}")
         raise
-    description = report_markdown(report, ref, rows, validation)
+    description = report_markdown(report, ref, rows, validation, shadow)
     return decide_and_switch(settings, alias, name, live, ref, description, approval_timeout_s)
 
 

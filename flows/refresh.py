@@ -94,7 +94,7 @@ def refresh(
     try:
         model = probe_model(settings, ref, sample)
         create_collection(settings, name, pair_metadata(name, ref, model, summary, alias, live))
-        copy_unchanged_vectors(settings, source, live, name)
+        copy_unchanged_vectors(settings, changes, name)
         if changes.to_embed:
             embed_and_insert(settings, source, model, name, len(changes.to_embed), changes.to_embed)
         rows = finalize_collection(settings, name, summary.rows)

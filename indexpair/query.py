@@ -1,18 +1,45 @@
-"""The query side: resolve the alias once, encode with that pair's model, search that pair."""
+"""The query side: resolve the alias once, encode with that pair's model, search that pair.
+
+`PairSearcher` is safe to share between threads. Each request works on one snapshot of
+the alias (collection + pair metadata), so its hits, the model that encoded the query
+and the collection it names always belong together, even while the alias moves.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+import grpc
 from pydantic import BaseModel
+from pymilvus import MilvusException
 
 from indexpair.errors import PairNotFound, RegistryError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.model_cache import ModelCache
 from indexpair.pair import PairMetadata, check_name
 from indexpair.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# What a dropped gRPC connection looks like (Milvus Lite answers idle keep-alive pings
+# with GOAWAY too_many_pings; a restarted server resets the socket).
+CONNECTION_LOST = (
+    "too_many_pings",
+    "goaway",
+    "unavailable",
+    "socket closed",
+    "closed channel",
+    "connection reset",
+    "connection refused",
+    "failed to connect",
+    "should create connection first",  # pymilvus, once its connection was closed
+)
 
 
 class Hit(BaseModel):
@@ -32,64 +59,171 @@ class SearchResponse(BaseModel):
     hits: list[Hit]
 
 
-class PairSearcher:
-    """Searches through an alias without ever mixing two models in one response."""
+@dataclass(frozen=True)
+class PairTarget:
+    """One resolution of the alias: the concrete collection and its pair metadata."""
 
-    def __init__(self, settings: Settings, alias: str | None = None) -> None:
+    collection: str
+    pair: PairMetadata
+    resolved_at: float = field(default_factory=time.monotonic)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when a Milvus call failed because its connection went away (worth a reconnect)."""
+    if isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (MilvusException, grpc.RpcError, ValueError)) and any(
+        marker in text for marker in CONNECTION_LOST
+    )
+
+
+class PairSearcher:
+    """Searches through an alias without ever mixing two models in one response.
+
+    Args:
+        settings: where Milvus and MLflow are; ``alias_ttl_s`` and ``model_cache_size``.
+        alias: the alias to search; default the production alias.
+        ttl_s: override ``settings.alias_ttl_s`` (0: resolve the alias on every request).
+
+    With ``settings.warm_switch`` (the default), when the alias moves to a pair whose
+    model is not loaded yet, requests keep being answered by the pair they resolved
+    before (and say so) while the new model loads in the background; after that they go
+    to the new pair. No request waits for a model download.
+    """
+
+    def __init__(self, settings: Settings, alias: str | None = None, ttl_s: float | None = None):
         self.settings = settings
         self.alias = check_name(alias or settings.production_alias, "alias name")
-        self.gateway = MilvusGateway(settings)
-        self._models: dict[tuple[str, str], Any] = {}
+        self.ttl_s = settings.alias_ttl_s if ttl_s is None else ttl_s
+        self.warm_switch = settings.warm_switch
+        self.models = ModelCache(settings, settings.model_cache_size)
+        self.reconnects = 0
+        self._gateway = MilvusGateway(settings)
+        self._retired: list[MilvusGateway] = []
         self._lock = threading.Lock()
+        self._target: PairTarget | None = None
         self._loaded: set[str] = set()
 
-    def resolve(self) -> tuple[str, PairMetadata]:
-        """The concrete collection behind the alias now, and its pair metadata.
+    @property
+    def gateway(self) -> MilvusGateway:
+        """The Milvus gateway in use now (replaced when its connection is lost)."""
+        return self._gateway
 
-        Raises:
-            PairNotFound: the alias is missing or its collection has no pair metadata.
-        """
-        target = self.gateway.alias_target(self.alias)
+    def _milvus(self, call: Callable[[MilvusGateway], T], what: str) -> T:
+        """Run a Milvus call; on a lost connection, reconnect once and retry it."""
+        gateway = self._gateway
+        try:
+            return call(gateway)
+        except (MilvusException, grpc.RpcError, ValueError) as exc:
+            if not connection_lost(exc):
+                raise
+            log.warning("Milvus connection lost during %s (%s); reconnecting", what, exc)
+            with self._lock:
+                if self._gateway is gateway:  # another thread may have reconnected already
+                    self._retired.append(gateway)  # closed in close(): others may still use it
+                    self._gateway = MilvusGateway(self.settings)
+                    self.reconnects += 1
+            return call(self._gateway)
+
+    def _resolve_now(self) -> PairTarget:
+        target = self._milvus(lambda g: g.alias_target(self.alias), "alias lookup")
         if target is None:
             raise PairNotFound(
                 f"alias {self.alias!r} does not exist in Milvus at "
                 f"{self.settings.milvus_uri}; promote a pair first"
             )
-        pair = self.gateway.read_pair(target)
+        pair = self._milvus(lambda g: g.read_pair(target), f"read pair {target}")
         if target not in self._loaded:  # checked once per collection, not per request
-            self.gateway.ensure_loaded(target)
-            self._loaded.add(target)
-        return target, pair
+            self._milvus(lambda g: g.ensure_loaded(target), f"load {target}")
+            with self._lock:
+                self._loaded.add(target)
+        return PairTarget(target, pair)
+
+    def target(self) -> PairTarget:
+        """The pair behind the alias: resolved now, or reused while younger than the TTL.
+
+        Raises:
+            PairNotFound: the alias is missing or its collection has no pair metadata.
+        """
+        cached = self._target
+        if cached is not None and time.monotonic() - cached.resolved_at < self.ttl_s:
+            return cached
+        fresh = self._resolve_now()
+        if (
+            self.warm_switch
+            and cached is not None
+            and fresh.collection != cached.collection
+            and not self.models.is_ready(fresh.pair)
+            and not self.models.failed(fresh.pair)
+        ):
+            # The alias moved to a pair whose model is not loaded yet: keep answering,
+            # consistently, from the pair we know until the new model is ready. If it
+            # cannot be loaded, requests go to the new pair and fail saying why.
+            self.models.load_in_background(fresh.pair)
+            return cached
+        self._target = fresh
+        return fresh
+
+    def resolve(self) -> tuple[str, PairMetadata]:
+        """The concrete collection behind the alias now, and its pair metadata."""
+        t = self.target()
+        return t.collection, t.pair
 
     def model(self, pair: PairMetadata) -> Any:
-        """The pair's model version, loaded once and cached."""
-        key = (pair.model_name, pair.model_version)
-        with self._lock:
-            if key not in self._models:
-                ref = ModelVersionRef(
-                    name=pair.model_name, version=pair.model_version, uri=pair.model_uri
-                )
-                path = registry.download_model(self.settings, ref)
-                self._models[key] = registry.load_model(path)
-            return self._models[key]
+        """The pair's model version, loaded once and cached (for one-off use)."""
+        with self.models.use(pair) as model:
+            return model
 
-    def search(self, text: str, k: int = 10) -> SearchResponse:
-        """Encode ``text`` with the model of the pair behind the alias and search that pair."""
-        collection, pair = self.resolve()
+    def search_in(self, t: PairTarget, text: str, k: int) -> SearchResponse:
+        """Encode with the target's model and search the target's collection (no alias)."""
+        pair = t.pair
         label = f"model {pair.model_name} v{pair.model_version}"
-        vectors = registry.encode(self.model(pair), [text], label)
-        hits = self.gateway.search(collection, vectors, k)[0]
+        with self.models.use(pair) as model:
+            vectors = registry.encode(model, [text], label, allow_zero=True)
+        if not vectors.any():  # no word the model knows: nothing can match
+            hits: list[tuple[str, float]] = []
+        else:
+            hits = self._search_loaded(t.collection, vectors, k)
         return SearchResponse(
             alias=self.alias,
-            collection=collection,
+            collection=t.collection,
             model_name=pair.model_name,
             model_version=pair.model_version,
             hits=[Hit(id=i, score=s) for i, s in hits],
         )
 
+    def _search_loaded(self, collection: str, vectors: Any, k: int) -> list[tuple[str, float]]:
+        """Search; a collection released since (a Milvus Lite restart) is loaded again once."""
+        try:
+            return self._milvus(lambda g: g.search(collection, vectors, k), "search")[0]
+        except MilvusException as exc:
+            if "not loaded" not in str(exc).lower():
+                raise
+            log.warning("collection %s was released; loading it again", collection)
+            self._milvus(lambda g: g.ensure_loaded(collection), f"load {collection}")
+            return self._milvus(lambda g: g.search(collection, vectors, k), "search")[0]
+
+    def search(self, text: str, k: int = 10) -> SearchResponse:
+        """Encode ``text`` with the model of the pair behind the alias and search that pair.
+
+        A collection that vanished after a cached resolution (garbage-collected within
+        the TTL) is resolved again once.
+        """
+        t = self.target()
+        try:
+            return self.search_in(t, text, k)
+        except (MilvusException, PairNotFound):
+            if self.ttl_s <= 0 or self._milvus(lambda g: g.exists(t.collection), "exists"):
+                raise
+            self._target = None
+            return self.search_in(self.target(), text, k)
+
     def close(self) -> None:
-        """Release the Milvus connection."""
-        self.gateway.close()
+        """Release the Milvus connections."""
+        for gateway in [*self._retired, self._gateway]:
+            gateway.close()
+        self._retired.clear()
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:

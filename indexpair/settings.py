@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -96,7 +97,44 @@ class Settings(BaseSettings):
         description="A refresh embeds at most this many rows in its own process, not on Ray",
     )
 
-    @field_validator("milvus_token", "aws_secret_access_key", "prefect_api_key")
+    # -- serving (the query client and `indexpair serve`) ---------------------------------
+    alias_ttl_s: float = Field(
+        0.0, ge=0, le=300, description="How long a resolved alias is trusted; 0: every request"
+    )
+    model_cache_size: int = Field(
+        3, ge=1, le=20, description="Model versions the query client keeps loaded"
+    )
+    warm_switch: bool = Field(
+        True, description="Answer from the previous pair until a new pair's model is loaded"
+    )
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8000, ge=1, le=65535)
+    query_log_size: int = Field(
+        1000, ge=0, description="Recent live queries the service keeps for shadow checks; 0: none"
+    )
+    shadow_sample: int = Field(
+        50, ge=0, description="Logged live queries a promotion compares on (0: golden only)"
+    )
+
+    # Triggers (deployments/triggers.py, deployments/webhook.py, flows/watch_registry.py).
+    trigger_models: str = Field(
+        "product-embedder", description="Comma-separated registered models that triggers act on"
+    )
+    webhook_secret: SecretStr | None = None
+    webhook_target: Literal["prefect", "circleci"] = "prefect"
+    webhook_max_age_s: int = Field(300, ge=1)
+    circleci_api_url: str = "https://circleci.com"
+    circleci_project_slug: str | None = None
+    circleci_branch: str = "main"
+    circleci_token: SecretStr | None = None
+
+    @field_validator(
+        "milvus_token",
+        "aws_secret_access_key",
+        "prefect_api_key",
+        "webhook_secret",
+        "circleci_token",
+    )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
@@ -118,6 +156,16 @@ class Settings(BaseSettings):
         """Link to a flow run in the Prefect UI."""
         return f"{self.prefect_ui_url}/runs/flow-run/{flow_run_id}"
 
+    @property
+    def query_log_path(self) -> Path:
+        """Where the search service appends the live queries it answered (JSON lines)."""
+        return self.state_dir / "query-log.jsonl"
+
+    @property
+    def trigger_model_names(self) -> list[str]:
+        """The models triggers act on (from ``INDEXPAIR_TRIGGER_MODELS``)."""
+        return [name.strip() for name in self.trigger_models.split(",") if name.strip()]
+
     def lock_name(self, alias: str) -> str:
         """Global concurrency limit that serializes switches of one alias."""
         return f"indexpair-alias-{alias}"
@@ -132,6 +180,10 @@ SECRET_NAMES = {
     "prefect_api_key",
     "aws_access_key_id",
     "aws_secret_access_key",
+    "INDEXPAIR_WEBHOOK_SECRET",
+    "INDEXPAIR_CIRCLECI_TOKEN",
+    "webhook_secret",
+    "circleci_token",
 }
 
 

@@ -231,11 +231,16 @@ def embed_here(
     """
     embedder = BatchEmbedder(**_embedder_kwargs(settings, spec, model))
 
+    # At most ``embed_here_max_rows`` rows: gather them, then encode in full batches
+    # (one predict call per few matching rows would cost more than the encoding).
+    batches = iter_batches(settings, spec)
+    picked = [keep_ids(b.to_pandas(), spec.id_field, only_ids) for b in batches]
+    rows = pd.concat(picked, ignore_index=True) if picked else pd.DataFrame()
+    size = settings.embed_batch_size
+
     def embedded() -> Iterator[dict[str, Any]]:
-        for batch in iter_batches(settings, spec, batch_size=settings.embed_batch_size):
-            rows = keep_ids(batch.to_pandas(), spec.id_field, only_ids)
-            if not rows.empty:
-                yield embedder(rows)
+        for start in range(0, len(rows), size):
+            yield embedder(rows.iloc[start : start + size])
 
     return insert_batches(settings, collection, embedded(), on_progress)
 

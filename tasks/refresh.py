@@ -36,6 +36,7 @@ class ChangeSet(BaseModel):
     changed: int
     deleted: int
     to_embed: list[str]
+    deleted_ids: list[str]
 
     @property
     def has_changes(self) -> bool:
@@ -86,14 +87,16 @@ def diff(source: dict[str, str], live: dict[str, str], live_collection: str) -> 
     """Classify every row as unchanged, new, changed or deleted."""
     new = [i for i in source if i not in live]
     changed = [i for i, h in source.items() if i in live and live[i] != h]
+    deleted = sorted(i for i in live if i not in source)
     return ChangeSet(
         live_collection=live_collection,
         source_rows=len(source),
         unchanged=len(source) - len(new) - len(changed),
         new=len(new),
         changed=len(changed),
-        deleted=sum(1 for i in live if i not in source),
+        deleted=len(deleted),
         to_embed=sorted(new + changed),
+        deleted_ids=deleted,
     )
 
 
@@ -107,27 +110,35 @@ def compare(settings: Settings, spec: SourceSpec, live_collection: str) -> Chang
     return diff(source_hashes(settings, spec), live, live_collection)
 
 
-def copy_unchanged(settings: Settings, spec: SourceSpec, live: str, target: str) -> int:
+def copy_unchanged(settings: Settings, changes: ChangeSet, target: str) -> int:
     """Copy the vectors of unchanged rows from the live collection into ``target``.
 
-    Streams the live collection once; a row is copied only when the source still has its
-    id with the same content hash. Upserts, so a retried copy never duplicates.
+    Streams the live collection once and skips the rows the change set names as changed
+    or deleted. Upserts, so a retried copy never duplicates.
 
     Returns:
         The number of rows copied.
     """
-    wanted = source_hashes(settings, spec)
+    skip = set(changes.to_embed) | set(changes.deleted_ids)
     gateway = MilvusGateway(settings)
     copied = 0
     try:
-        for rows in gateway.iter_rows(live, vectors=True, batch_size=settings.insert_batch_size):
-            keep = [r for r in rows if wanted.get(str(r[ID_FIELD])) == r[HASH_FIELD]]
+        rows_of_live = gateway.iter_rows(
+            changes.live_collection, vectors=True, batch_size=settings.insert_batch_size
+        )
+        for rows in rows_of_live:
+            keep = [r for r in rows if str(r[ID_FIELD]) not in skip]
             if keep:
                 vectors = np.asarray([r[VECTOR_FIELD] for r in keep], dtype=np.float32)
                 ids = [str(r[ID_FIELD]) for r in keep]
                 copied += gateway.insert(target, ids, [r[HASH_FIELD] for r in keep], vectors)
     finally:
         gateway.close()
+    if copied != changes.unchanged:
+        raise BuildError(
+            f"copied {copied} vectors from {changes.live_collection!r}, expected "
+            f"{changes.unchanged} unchanged rows; did the live collection change meanwhile?"
+        )
     return copied
 
 
@@ -157,10 +168,10 @@ def compare_with_live(settings: Settings, spec: SourceSpec, live_collection: str
 
 
 @task(name="copy-unchanged-vectors", persist_result=True)
-def copy_unchanged_vectors(settings: Settings, spec: SourceSpec, live: str, target: str) -> int:
+def copy_unchanged_vectors(settings: Settings, changes: ChangeSet, target: str) -> int:
     """Task wrapper of :func:`copy_unchanged`."""
-    copied = copy_unchanged(settings, spec, live, target)
-    get_run_logger().info("reused %d vectors from %s", copied, live)
+    copied = copy_unchanged(settings, changes, target)
+    get_run_logger().info("reused %d vectors from %s", copied, changes.live_collection)
     return copied
 
 

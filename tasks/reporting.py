@@ -9,6 +9,7 @@ from prefect.logging import get_run_logger
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.mlflow import ModelVersionRef
 from indexpair.settings import Settings
+from tasks.shadow import ShadowReport, shadow_markdown
 from tasks.validation import ValidationPolicy, ValidationReport
 
 
@@ -17,7 +18,11 @@ def _fmt(value: float | None) -> str:
 
 
 def report_markdown(
-    report: ValidationReport, ref: ModelVersionRef, rows: int, policy: ValidationPolicy
+    report: ValidationReport,
+    ref: ModelVersionRef,
+    rows: int,
+    policy: ValidationPolicy,
+    shadow: ShadowReport | None = None,
 ) -> str:
     """The approval report: candidate vs live on the golden queries, and the verdict."""
     live = report.live
@@ -47,6 +52,8 @@ def report_markdown(
         f"| search ms per query (mean) | {report.candidate.mean_query_ms:.1f} | "
         f"{_fmt(live.mean_query_ms) if live else '—'} | | |"
     )
+    if shadow is not None:
+        lines += shadow_markdown(shadow)
     lines += [
         "",
         "**Verdict:** "

@@ -39,12 +39,15 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         "TOKENIZERS_PARALLELISM": "false",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # The MLflow server re-reads its webhook list after 1 s instead of 60 s.
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings = load_settings()
     try:
         stack.up(settings, PROJECT_DIR)
+        _pause_schedules(settings)
         yield settings
     finally:
         stack.down(settings)
@@ -53,6 +56,39 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _pause_schedules(settings: Settings) -> None:
+    """Deactivate every deployment schedule (watcher, garbage collection, refresh) and drop
+    the runs they already planned: tests start those flows themselves, and a scheduled
+    run landing mid-test would change the state a test asserts on."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    from indexpair.gateways.prefect import prefect_api
+
+    with prefect_api(settings), get_client(sync_client=True) as client:
+        scheduled = [d for d in client.read_deployments() if d.schedules]
+        for deployment in scheduled:
+            for schedule in deployment.schedules:
+                client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+        planned = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[d.id for d in scheduled])
+            ),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+            ),
+        )
+        for run in planned:
+            client.delete_flow_run(run.id)
 
 
 @pytest.fixture(scope="session")

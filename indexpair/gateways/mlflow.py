@@ -234,3 +234,33 @@ def log_validation_run(
         client.log_param(run.info.run_id, key, str(value))
     client.set_terminated(run.info.run_id)
     return str(run.info.run_id)
+
+
+def register_webhook(settings: Settings, name: str, url: str, secret: str) -> str:
+    """Create (or re-point) an MLflow webhook for ``model_version_alias.created``; its id.
+
+    The MLflow server must run with a SQL backend and a fixed
+    ``MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY``; an ``http`` or loopback URL also needs
+    ``MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https`` and ``MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true``.
+    """
+    client = _client(settings)
+    events = ["model_version_alias.created"]
+    for hook in client.list_webhooks():
+        if hook.name == name:
+            client.update_webhook(hook.webhook_id, url=url, events=events, secret=secret)
+            return str(hook.webhook_id)
+    return str(client.create_webhook(name=name, url=url, events=events, secret=secret).webhook_id)
+
+
+def stage_versions(settings: Settings, name: str, stage: str) -> list[str]:
+    """Versions of a model in a legacy stage (e.g. ``Staging``); none for an unknown model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            found = _client(settings).get_latest_versions(name, stages=[stage])
+    except MlflowException as exc:
+        log.warning("cannot list the %s versions of %r: %s", stage, name, exc)
+        return []
+    return [str(mv.version) for mv in found]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from uuid import UUID
 
@@ -161,8 +161,10 @@ def resume(settings: Settings, flow_run_id: str, run_input: dict[str, Any]) -> N
 def ensure_lock(name: str) -> None:
     """Create the global concurrency limit of size 1 that serializes alias switches."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectAlreadyExists
 
-    with get_client(sync_client=True) as client:
+    # Another process may create it between the upsert's read and its create: same limit.
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
         client.upsert_global_concurrency_limit_by_name(name, limit=1)
 
 
@@ -189,3 +191,40 @@ def run_is_active(flow_run_id: str) -> tuple[bool, str]:
     if run.state is None:
         return False, "unknown"
     return run.state.type.value in ACTIVE_STATES, f"{run.state.name}: {run.state.message or ''}"
+
+
+def active_runs(flow_name: str) -> list[dict[str, Any]]:
+    """Runs of flow ``flow_name`` that are scheduled, running, paused or suspended.
+
+    Returns:
+        One dict per run: ``id``, ``name``, ``state_type``, ``state_name``, ``parameters``.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    states = [StateType(value) for value in sorted(ACTIVE_STATES)]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))
+            ),
+            limit=200,
+        )
+    return [
+        {
+            "id": str(run.id),
+            "name": run.name,
+            "state_type": run.state.type.value if run.state else "UNKNOWN",
+            "state_name": run.state.name if run.state else "Unknown",
+            "parameters": dict(run.parameters),
+        }
+        for run in runs
+    ]

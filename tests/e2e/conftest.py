@@ -71,3 +71,61 @@ def base_alias(stack_settings: Settings, demo_versions: dict[str, str]) -> str:
     done = decide(stack_settings, snap, approve=True)
     assert done["state_type"] == "COMPLETED", done
     return alias
+
+
+TRIGGER_ALIAS = "trigger_e2e"
+
+
+@pytest.fixture(scope="session")
+def trigger_defaults(stack_settings: Settings) -> Iterator[dict[str, Any]]:
+    """The promote deployment's default parameters set to the small demo set.
+
+    Triggers pass only the model name and version; the deployment's defaults give the
+    rest, as in production. Restored afterwards.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    from indexpair.gateways import prefect as prefect_api
+
+    small = promotion_params("0", TRIGGER_ALIAS, approval_timeout_s=900)
+    small = {k: v for k, v in small.items() if k not in ("model_name", "model_version")}
+    with prefect_api.prefect_api(stack_settings), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(stack_settings.deployment_name)
+        saved = dict(deployment.parameters)
+        client.update_deployment(deployment.id, DeploymentUpdate(parameters={**saved, **small}))
+    yield small
+    with prefect_api.prefect_api(stack_settings), get_client(sync_client=True) as client:
+        client.update_deployment(deployment.id, DeploymentUpdate(parameters=saved))
+
+
+def new_version_like(settings: Settings, version: str) -> str:
+    """Register another version of the demo model with the same artifacts as ``version``.
+
+    Each trigger test gets a version nobody has built yet, without training anything.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    original = client.get_model_version(MODEL_NAME, version)
+    copy = client.create_model_version(
+        MODEL_NAME,
+        original.source,
+        run_id=original.run_id,
+        tags={"copy_of": version},
+        model_id=original.model_id or str(original.source).removeprefix("models:/"),
+    )
+    return str(copy.version)
+
+
+def wait_for(check: Any, timeout_s: float, what: str, poll_s: float = 1.0) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")

@@ -50,3 +50,47 @@ def test_placeholder_secret_refused_at_start(monkeypatch: pytest.MonkeyPatch) ->
     assert result.exit_code == 1
     assert "MILVUS_TOKEN: Value error, is a placeholder value" in " ".join(result.output.split())
     assert "changeme" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["trigger", "start", "--model", "m", "--version", "3"],
+            "Prefect API at http://127.0.0.1:9/api is unreachable",
+        ),
+        (
+            ["trigger", "approve", "--run-id-file", "/no/such/file"],
+            "'/no/such/file' does not exist",
+        ),
+        (["trigger", "wait", "--run-id-file", "/no/such/file"], "'/no/such/file' does not exist"),
+        (["webhook", "serve"], "INDEXPAIR_WEBHOOK_SECRET is not set"),
+    ],
+)
+def test_trigger_commands_refuse_with_the_value(args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert fragment in " ".join(result.output.split())
+
+
+def test_trigger_approve_needs_an_approver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CIRCLE_USERNAME", raising=False)
+    run_file = tmp_path / "flow-run-id"
+    run_file.write_text("4f759fe4-cb81-424d-bcba-ad25b06a059b\n")
+    result = runner.invoke(app, ["trigger", "approve", "--run-id-file", str(run_file)])
+    assert result.exit_code == 1
+    assert "needs an approver name" in result.output
+
+
+def test_empty_run_id_file_means_nothing_to_do(tmp_path: Path) -> None:
+    run_file = tmp_path / "flow-run-id"
+    run_file.write_text("")
+    for command in ("approve", "wait"):
+        result = runner.invoke(
+            app,
+            ["trigger", command, "--run-id-file", str(run_file), "--approver", "x"]
+            if command == "approve"
+            else ["trigger", command, "--run-id-file", str(run_file)],
+        )
+        assert result.exit_code == 0, result.output
+        assert "names no run" in " ".join(result.output.split())

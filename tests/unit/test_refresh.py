@@ -28,6 +28,7 @@ def test_diff_classifies_every_row(
     changes = diff(source, LIVE, "live_v1_abcd")
     assert (changes.unchanged, changes.new, changes.changed, changes.deleted) == counts
     assert changes.to_embed == to_embed
+    assert changes.deleted_ids == sorted(set(LIVE) - set(source))
     assert changes.source_rows == len(source)
     assert changes.has_changes == (counts[1:] != (0, 0, 0))
 

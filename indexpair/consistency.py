@@ -1,0 +1,126 @@
+"""An independent check that a search response is not mixed.
+
+A response names the collection and the model version that produced it. The checker
+believes neither the hits nor the scores: it encodes the query with the named model
+version (loaded from MLflow by version, not through the collection), fetches the stored
+vectors of the returned ids from the named collection, recomputes each cosine score and
+compares. Hits from another collection, or a query encoded by another model, do not
+reproduce their scores (or their ids are missing, or the dimensions differ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways.milvus import VECTOR_FIELD, MilvusGateway
+from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.settings import Settings
+
+SCORE_TOLERANCE = 2e-3
+
+
+class Verdict(BaseModel):
+    """Whether one response is consistent, and if not, why."""
+
+    ok: bool
+    detail: str = ""
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+class ConsistencyChecker:
+    """Recomputes the scores of a response from the pair it names. Not thread-safe."""
+
+    def __init__(self, settings: Settings, tolerance: float = SCORE_TOLERANCE) -> None:
+        self.settings = settings
+        self.tolerance = tolerance
+        self.gateway = MilvusGateway(settings)
+        self._models: dict[tuple[str, str], Any] = {}
+        self._queries: dict[tuple[str, str, str], np.ndarray] = {}
+        self._vectors: dict[tuple[str, str], np.ndarray | None] = {}
+        self._pairs: dict[str, tuple[str, str]] = {}
+
+    def query_vector(self, text: str, model_name: str, model_version: str) -> np.ndarray:
+        """The named model version's unit query embedding of ``text``."""
+        key = (model_name, model_version, text)
+        if key not in self._queries:
+            mkey = (model_name, model_version)
+            if mkey not in self._models:
+                ref = ModelVersionRef(
+                    name=model_name,
+                    version=model_version,
+                    uri=f"models:/{model_name}/{model_version}",
+                )
+                self._models[mkey] = registry.load_model(
+                    registry.download_model(self.settings, ref)
+                )
+            raw = np.asarray(self._models[mkey].predict([text]), dtype=np.float32)[0]
+            self._queries[key] = _unit(raw)
+        return self._queries[key]
+
+    def _stored(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray | None]:
+        missing = [i for i in ids if (collection, i) not in self._vectors]
+        if missing:
+            rows = self.gateway.fetch(collection, missing)
+            for i in missing:
+                row = rows.get(i)
+                vec = None if row is None else np.asarray(row[VECTOR_FIELD], dtype=np.float32)
+                self._vectors[(collection, i)] = None if vec is None else _unit(vec)
+        return {i: self._vectors[(collection, i)] for i in ids}
+
+    def _pair_of(self, collection: str) -> tuple[str, str]:
+        if collection not in self._pairs:
+            pair = self.gateway.read_pair(collection)
+            self._pairs[collection] = (pair.model_name, pair.model_version)
+        return self._pairs[collection]
+
+    def check(
+        self,
+        text: str,
+        collection: str,
+        model_name: str,
+        model_version: str,
+        hits: Sequence[tuple[str, float]],
+    ) -> Verdict:
+        """Do all ``hits`` come from ``collection`` searched with ``model_version``'s query?"""
+        recorded = self._pair_of(collection)
+        if recorded != (model_name, model_version):
+            return Verdict(
+                ok=False,
+                detail=f"{collection} holds {recorded[0]} v{recorded[1]}, "
+                f"response names {model_name} v{model_version}",
+            )
+        query = self.query_vector(text, model_name, model_version)
+        if not hits:
+            ok = not query.any()
+            return Verdict(ok=ok, detail="" if ok else "no hits for an encodable query")
+        stored = self._stored(collection, [h for h, _ in hits])
+        for hit_id, score in hits:
+            vec = stored[hit_id]
+            if vec is None:
+                return Verdict(ok=False, detail=f"id {hit_id!r} is not in {collection}")
+            if vec.shape != query.shape:
+                return Verdict(
+                    ok=False,
+                    detail=f"{collection} stores {vec.shape[0]}-dim vectors; "
+                    f"the query has {query.shape[0]}",
+                )
+            expected = float(np.dot(query, vec))
+            if abs(expected - score) > self.tolerance:
+                return Verdict(
+                    ok=False,
+                    detail=f"id {hit_id!r} scored {score:.4f}; recomputed {expected:.4f}",
+                )
+        return Verdict(ok=True)
+
+    def close(self) -> None:
+        """Release the Milvus connection."""
+        self.gateway.close()

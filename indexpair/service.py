@@ -1,0 +1,210 @@
+"""The search service: an HTTP face for `PairSearcher`, served by ``indexpair serve``.
+
+Endpoints: ``GET /search?q=&k=`` (hits and the pair that answered), ``GET /pair`` (the
+pair behind the alias now), ``GET /healthz`` and ``GET /metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from pymilvus import MilvusException
+
+from indexpair.errors import IndexPairError, PairNotFound
+from indexpair.query import PairSearcher, PairTarget, SearchResponse
+from indexpair.query_log import QueryLog
+from indexpair.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_K = 100
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "indexpair_search_requests",
+            "Search requests answered, by HTTP status code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "indexpair_search_errors",
+            "Search requests that failed on the server side, by error type",
+            ["error"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "indexpair_search_latency_seconds",
+            "Search latency: resolve, encode, search",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_version = Gauge(
+            "indexpair_model_version",
+            "Model version of the pair that answered the latest search",
+            ["alias", "model_name"],
+            registry=self.registry,
+        )
+        self.pair = Info(
+            "indexpair_pair", "The pair that answered the latest search", registry=self.registry
+        )
+        self.reconnects = Gauge(
+            "indexpair_milvus_reconnects",
+            "Milvus connections replaced after being lost",
+            registry=self.registry,
+        )
+
+    def answered_by(self, r: SearchResponse) -> None:
+        """Record the pair that answered."""
+        version = r.model_version
+        self.model_version.labels(r.alias, r.model_name).set(
+            float(version) if version.isdigit() else -1
+        )
+        self.pair.info(
+            {
+                "alias": r.alias,
+                "collection": r.collection,
+                "model_name": r.model_name,
+                "model_version": version,
+            }
+        )
+
+
+def _pair_json(searcher: PairSearcher, t: PairTarget) -> dict[str, Any]:
+    return {
+        "alias": searcher.alias,
+        "collection": t.collection,
+        "model_name": t.pair.model_name,
+        "model_version": t.pair.model_version,
+        "model_uri": t.pair.model_uri,
+        "dim": t.pair.dim,
+        "state": t.pair.state.value,
+        "live_since": t.pair.live_since,
+        "source_uri": t.pair.source_uri,
+        "source_rows": t.pair.source_rows,
+    }
+
+
+def create_app(settings: Settings, searcher: PairSearcher | None = None) -> FastAPI:
+    """The search app. It owns ``searcher`` (built from settings when None) and closes it."""
+    metrics = Metrics()
+    queries = QueryLog(settings.query_log_path, settings.query_log_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.searcher = searcher or PairSearcher(settings)
+        _warm(app.state.searcher)
+        try:
+            yield
+        finally:
+            app.state.searcher.close()
+
+    app = FastAPI(title="indexpair search", lifespan=lifespan)
+    app.state.metrics = metrics
+
+    def _searcher(request: Request) -> PairSearcher:
+        return request.app.state.searcher  # type: ignore[no-any-return]
+
+    @app.get("/search")
+    def search(request: Request, q: str = "", k: int = Query(10)) -> Any:
+        """Top-k hits for ``q``, with the pair (alias, collection, model) that answered."""
+        if not q.strip():
+            metrics.requests.labels("400").inc()
+            raise HTTPException(400, f"q must be a non-empty query text (got {q!r})")
+        if not 1 <= k <= MAX_K:
+            metrics.requests.labels("422").inc()
+            raise HTTPException(422, f"k must be between 1 and {MAX_K} (got {k})")
+        s = _searcher(request)
+        started = time.perf_counter()
+        try:
+            response = s.search(q, k)
+        except PairNotFound as exc:
+            return _failure(metrics, 503, exc)
+        except (IndexPairError, MilvusException, grpc.RpcError) as exc:
+            log.exception("search %r failed", q)
+            return _failure(metrics, 500, exc)
+        took = time.perf_counter() - started
+        metrics.latency.observe(took)
+        metrics.requests.labels("200").inc()
+        metrics.answered_by(response)
+        metrics.reconnects.set(s.reconnects)
+        queries.append(q, k, response.collection, response.model_version)
+        return {"query": q, "k": k, "took_ms": round(took * 1000, 2), **response.model_dump()}
+
+    @app.get("/pair")
+    def pair(request: Request) -> Any:
+        """The pair behind the alias right now, and the model versions held in memory."""
+        s = _searcher(request)
+        try:
+            t = s.target()
+        except PairNotFound as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        loaded = [f"{name} v{version}" for name, version in s.models.loaded()]
+        return {**_pair_json(s, t), "loaded_models": loaded}
+
+    @app.get("/healthz")
+    def healthz(request: Request) -> Any:
+        """200 when the alias resolves to a pair in Milvus, 503 (with why) otherwise."""
+        s = _searcher(request)
+        try:
+            t = s.target()
+        except (IndexPairError, MilvusException, grpc.RpcError) as exc:
+            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        return {"status": "ok", "alias": s.alias, "collection": t.collection}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        """Prometheus text exposition."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _warm(searcher: PairSearcher) -> None:
+    """Load the current pair's model before the first request (if there is a pair yet)."""
+    try:
+        t = searcher.target()
+        with searcher.models.use(t.pair):
+            log.info("serving %s via %s", t.collection, searcher.alias)
+    except PairNotFound as exc:
+        log.warning("no pair to serve yet: %s", exc)
+
+
+def _failure(metrics: Metrics, code: int, exc: Exception) -> JSONResponse:
+    metrics.requests.labels(str(code)).inc()
+    metrics.errors.labels(type(exc).__name__).inc()
+    return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=code)
+
+
+def serve(settings: Settings, alias: str | None = None, ttl_s: float | None = None) -> None:
+    """Run the search service with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(settings, PairSearcher(settings, alias, ttl_s))
+    uvicorn.run(
+        app,
+        host=settings.serve_host,
+        port=settings.serve_port,
+        log_level="warning",
+        access_log=False,
+    )

@@ -1,0 +1,261 @@
+"""The query client against real Milvus Lite and MLflow: errors, TTL, reconnect, model cache."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from demo.catalog import product_texts
+from indexpair.consistency import ConsistencyChecker
+from indexpair.errors import PairNotFound, RegistryError
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways import prefect as prefect_api
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.model_cache import ModelCache
+from indexpair.pair import PairMetadata
+from indexpair.query import PairSearcher
+from indexpair.settings import Settings
+from tasks.promotion import switch_alias
+from tests.conftest import DATA_DIR, MODEL_NAME
+from tests.integration.conftest import FAULTY_MODEL
+
+pytestmark = pytest.mark.integration
+ALIAS = "it_query"
+
+
+def _build(settings: Settings, gw: MilvusGateway, name: str, version: str, rows: int) -> None:
+    """A real pair of ``rows`` products embedded by a registered model version."""
+    catalog = pd.read_parquet(DATA_DIR / "products_small.parquet").head(rows)
+    ref = ModelVersionRef(name=MODEL_NAME, version=version, uri=f"models:/{MODEL_NAME}/{version}")
+    model = registry.load_model(registry.download_model(settings, ref))
+    vectors = registry.encode(model, product_texts(catalog), "build")
+    meta = PairMetadata(
+        model_name=MODEL_NAME,
+        model_version=version,
+        model_uri=ref.uri,
+        dim=int(vectors.shape[1]),
+        build_id=name.rsplit("_", 1)[1],
+        source_uri="products_small.parquet",
+        source_fingerprint="sha256:test",
+        source_rows=rows,
+    )
+    gw.create_pair_collection(name, meta)
+    gw.insert(name, list(catalog["id"].astype(str)), ["h"] * rows, vectors)
+    assert gw.finalize(name) == rows
+
+
+@pytest.fixture(scope="module")
+def two_pairs(stack_settings: Settings, demo_versions: dict[str, str]) -> Iterator[list[str]]:
+    """A TF-IDF pair and a MiniLM pair, the alias on the first."""
+    gw = MilvusGateway(stack_settings)
+    names = [f"it_q_v{demo_versions['tfidf']}_aaaa", f"it_q_v{demo_versions['minilm']}_bbbb"]
+    _build(stack_settings, gw, names[0], demo_versions["tfidf"], 300)
+    _build(stack_settings, gw, names[1], demo_versions["minilm"], 200)
+    with prefect_api.prefect_api(stack_settings):
+        switch_alias(stack_settings, ALIAS, names[0], None)
+    yield names
+    gw.client.drop_alias(ALIAS)
+    for name in names:
+        gw.drop(name)
+    gw.close()
+
+
+def _move(settings: Settings, target: str) -> None:
+    gw = MilvusGateway(settings)
+    try:
+        current = gw.alias_target(ALIAS)
+    finally:
+        gw.close()
+    with prefect_api.prefect_api(settings):
+        switch_alias(settings, ALIAS, target, current)
+
+
+def test_missing_alias_and_foreign_collection_are_named(stack_settings: Settings) -> None:
+    searcher = PairSearcher(stack_settings, "it_no_such_alias")
+    try:
+        with pytest.raises(PairNotFound, match="alias 'it_no_such_alias' does not exist"):
+            searcher.search("boots")
+    finally:
+        searcher.close()
+    gw = MilvusGateway(stack_settings)
+    gw.client.create_collection("it_q_foreign", dimension=4)
+    gw.client.create_alias("it_q_foreign", "it_foreign_alias")
+    searcher = PairSearcher(stack_settings, "it_foreign_alias")
+    try:
+        with pytest.raises(PairNotFound, match="'it_q_foreign' carries no indexpair pair"):
+            searcher.search("boots")
+    finally:
+        searcher.close()
+        gw.client.drop_alias("it_foreign_alias")
+        gw.client.drop_collection("it_q_foreign")
+        gw.close()
+
+
+def test_response_names_the_pair_and_passes_the_independent_check(
+    stack_settings: Settings, two_pairs: list[str], demo_versions: dict[str, str]
+) -> None:
+    searcher = PairSearcher(stack_settings, ALIAS)
+    checker = ConsistencyChecker(stack_settings)
+    try:
+        r = searcher.search("waterproof hiking boots", k=5)
+        assert (r.collection, r.model_version) == (two_pairs[0], demo_versions["tfidf"])
+        hits = [(h.id, h.score) for h in r.hits]
+        assert len(hits) == 5
+        assert checker.check(
+            "waterproof hiking boots",
+            r.collection,
+            r.model_name,
+            r.model_version,
+            hits,
+        ).ok
+        # The same hits claimed for the other pair do not reproduce their scores.
+        other = checker.check(
+            "waterproof hiking boots", two_pairs[1], r.model_name, demo_versions["minilm"], hits
+        )
+        assert not other.ok, other
+        # Nor for another model version (the collection's own metadata disagrees).
+        assert not checker.check(
+            "waterproof hiking boots", r.collection, r.model_name, demo_versions["minilm"], hits
+        ).ok
+    finally:
+        searcher.close()
+        checker.close()
+
+
+def test_alias_ttl(stack_settings: Settings, two_pairs: list[str]) -> None:
+    blocking = stack_settings.model_copy(update={"warm_switch": False})
+    per_request = PairSearcher(blocking, ALIAS, ttl_s=0)
+    cached = PairSearcher(blocking, ALIAS, ttl_s=3)
+    try:
+        assert per_request.search("boots").collection == two_pairs[0]
+        assert cached.search("boots").collection == two_pairs[0]
+        _move(stack_settings, two_pairs[1])
+        moved_at = time.monotonic()
+        assert per_request.search("boots").collection == two_pairs[1]
+        if time.monotonic() - moved_at < 2.5:  # the MiniLM load above took < 2.5 s
+            assert cached.search("boots").collection == two_pairs[0]  # still trusted
+        time.sleep(max(0.0, 3.1 - (time.monotonic() - moved_at)))
+        assert cached.search("boots").collection == two_pairs[1]
+    finally:
+        _move(stack_settings, two_pairs[0])
+        per_request.close()
+        cached.close()
+
+
+def test_warm_switch_answers_from_the_old_pair_until_the_new_model_is_loaded(
+    stack_settings: Settings, two_pairs: list[str]
+) -> None:
+    searcher = PairSearcher(stack_settings, ALIAS)
+    checker = ConsistencyChecker(stack_settings)
+    seen = []
+    try:
+        first = searcher.search("walnut desk lamp")
+        _move(stack_settings, two_pairs[1])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r = searcher.search("walnut desk lamp")
+            seen.append(r)
+            if r.collection == two_pairs[1]:
+                break
+            time.sleep(0.05)
+        # The first answer after the move still came from the old pair (its model was
+        # loaded; MiniLM was not), and the new pair answered once MiniLM was ready.
+        assert seen[0].collection == first.collection == two_pairs[0]
+        assert seen[-1].collection == two_pairs[1]
+        for r in [first, *seen]:
+            hits = [(h.id, h.score) for h in r.hits]
+            assert checker.check(
+                "walnut desk lamp", r.collection, r.model_name, r.model_version, hits
+            ).ok
+    finally:
+        _move(stack_settings, two_pairs[0])
+        searcher.close()
+        checker.close()
+
+
+def test_reconnects_when_its_connection_is_gone(
+    stack_settings: Settings, two_pairs: list[str]
+) -> None:
+    searcher = PairSearcher(stack_settings, ALIAS)
+    try:
+        assert searcher.search("boots").hits
+        searcher.gateway.client.close()  # the connection is gone under a live searcher
+        assert searcher.search("boots").collection == two_pairs[0]
+        assert searcher.reconnects == 1
+    finally:
+        searcher.close()
+
+
+def test_model_cache_keeps_versions_in_use_and_evicts_least_recent(
+    stack_settings: Settings, faulty_versions: dict[str, str]
+) -> None:
+    def pair(fault: str) -> PairMetadata:
+        v = faulty_versions[fault]
+        return PairMetadata(
+            model_name=FAULTY_MODEL,
+            model_version=v,
+            model_uri=f"models:/{FAULTY_MODEL}/{v}",
+            dim=64,
+            build_id="cache",
+            source_uri="x",
+            source_fingerprint="x",
+            source_rows=0,
+        )
+
+    cache = ModelCache(stack_settings, capacity=1)
+    a, b, c = pair("nan"), pair("short"), pair("zero")
+    key = {p.model_version: (FAULTY_MODEL, p.model_version) for p in (a, b, c)}
+    with cache.use(a) as held:
+        with cache.use(b) as other:
+            assert other is not held
+            assert cache.loaded() == [key[a.model_version], key[b.model_version]]
+        # Over capacity: the idle version goes, the one in use stays.
+        assert cache.loaded() == [key[a.model_version]]
+        assert held.predict(["boots"]) is not None
+    with cache.use(c):
+        pass
+    assert cache.loaded() == [key[c.model_version]]
+
+
+def test_a_model_that_cannot_be_loaded_is_reported_not_hidden(
+    stack_settings: Settings, two_pairs: list[str]
+) -> None:
+    # A pair whose model version is gone from MLflow: the searcher keeps answering from
+    # the old pair while it tries to load it, then says why the new pair cannot answer.
+    gw = MilvusGateway(stack_settings)
+    name = "it_q_v999_cccc"
+    old = gw.read_pair(two_pairs[0])
+    meta = old.model_copy(
+        update={
+            "model_version": "999",
+            "model_uri": f"models:/{MODEL_NAME}/999",
+            "build_id": "cccc",
+        }
+    )
+    rows = gw.client.query(two_pairs[0], filter='id != ""', limit=3, output_fields=["vector"])
+    meta = meta.model_copy(update={"source_rows": len(rows)})
+    gw.create_pair_collection(name, meta)
+    vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+    gw.insert(name, [r["id"] for r in rows], ["h"] * len(rows), vectors)
+    gw.finalize(name)
+    searcher = PairSearcher(stack_settings, ALIAS)
+    try:
+        assert searcher.search("boots").collection == two_pairs[0]
+        _move(stack_settings, name)
+        assert searcher.search("boots").collection == two_pairs[0]  # loading in background
+        deadline = time.monotonic() + 60
+        while not searcher.models.failed(searcher._resolve_now().pair):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        with pytest.raises(RegistryError, match=f"model {MODEL_NAME} v999 .* could not be"):
+            searcher.search("boots")
+    finally:
+        _move(stack_settings, two_pairs[0])
+        searcher.close()
+        gw.drop(name)
+        gw.close()
