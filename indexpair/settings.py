@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     milvus_uri: str = Field("http://127.0.0.1:19530", validation_alias=_env("MILVUS_URI"))
     milvus_token: SecretStr | None = Field(None, validation_alias=_env("MILVUS_TOKEN"))
     milvus_timeout_s: float = 30.0
+    milvus_secure: bool = Field(
+        False, validation_alias=_env("MILVUS_SECURE"), description="TLS to Milvus (https)"
+    )
+    milvus_server_pem_path: str | None = Field(
+        None,
+        validation_alias=_env("MILVUS_SERVER_PEM_PATH"),
+        description="CA/server certificate (PEM) that the Milvus server's TLS is checked with",
+    )
+    milvus_server_name: str | None = Field(
+        None,
+        validation_alias=_env("MILVUS_SERVER_NAME"),
+        description="Name the Milvus server's certificate is checked against (TLS SNI)",
+    )
     prefect_api_url: str = Field(
         "http://127.0.0.1:4200/api", validation_alias=_env("PREFECT_API_URL")
     )

@@ -15,6 +15,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from indexpair.errors import SourceDataError
+from indexpair.gateways import s3
 from indexpair.settings import Settings
 from tasks.validation import GoldenSet, check_golden_ids
 
@@ -64,25 +65,8 @@ def filesystem(settings: Settings, uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow filesystem and path for a local path or an ``s3://`` URI."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        endpoint = urlparse(settings.aws_endpoint_url) if settings.aws_endpoint_url else None
-        fs = pafs.S3FileSystem(
-            access_key=(
-                settings.aws_access_key_id.get_secret_value()
-                if settings.aws_access_key_id
-                else None
-            ),
-            secret_key=(
-                settings.aws_secret_access_key.get_secret_value()
-                if settings.aws_secret_access_key
-                else None
-            ),
-            region=settings.aws_region,
-            endpoint_override=endpoint.netloc if endpoint else None,
-            scheme=endpoint.scheme if endpoint else "https",
-            connect_timeout=10,
-            request_timeout=30,
-        )
-        return fs, f"{parsed.netloc}{parsed.path}"
+        s3.split(uri)
+        return s3.filesystem(settings), f"{parsed.netloc}{parsed.path}"
     if parsed.scheme not in ("", "file"):
         raise SourceDataError(f"source {uri!r}: scheme {parsed.scheme!r} is not supported")
     return pafs.LocalFileSystem(), parsed.path if parsed.scheme == "file" else uri
@@ -92,7 +76,12 @@ def open_dataset(settings: Settings, spec: SourceSpec) -> pds.Dataset:
     """A pyarrow dataset over the source, with its columns checked."""
     fmt = source_format(spec.uri)
     fs, path = filesystem(settings, spec.uri)
-    info = fs.get_file_info(path)
+    try:
+        info = fs.get_file_info(path)
+    except OSError as exc:
+        if urlparse(spec.uri).scheme == "s3":  # pyarrow's S3 client already retried
+            raise s3.unreachable(settings, spec.uri, exc) from exc
+        raise SourceDataError(f"source {spec.uri!r} cannot be read: {exc}") from exc
     if info.type == pafs.FileType.NotFound:
         raise SourceDataError(f"source {spec.uri!r} does not exist")
     try:
@@ -117,14 +106,12 @@ def iter_batches(
 
 
 def fingerprint(settings: Settings, uri: str) -> str:
-    """Content fingerprint: S3 ETag/version when the store gives one, else SHA-256 of bytes."""
+    """Content fingerprint: S3 ETag (and version id), else SHA-256 of the bytes."""
+    if urlparse(uri).scheme == "s3":
+        return s3.head(settings, uri).fingerprint
     fs, path = filesystem(settings, uri)
     digest = hashlib.sha256()
     with fs.open_input_stream(path) as stream:
-        meta = stream.metadata() if hasattr(stream, "metadata") else {}
-        etag = meta.get(b"ETag") or meta.get("ETag") if meta else None
-        if etag:
-            return f"etag:{etag.decode() if isinstance(etag, bytes) else etag}"
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return f"sha256:{digest.hexdigest()}"

@@ -102,3 +102,22 @@ def demo_versions(stack_settings: Settings) -> dict[str, str]:
     mlflow.set_tracking_uri(stack_settings.mlflow_tracking_uri)
     catalog = pd.read_parquet(DATA_DIR / "products.parquet")
     return register_demo_models(MODEL_NAME, catalog, stack_settings.state_dir / "demo-models")
+
+
+@pytest.fixture(scope="session")
+def s3_source(stack_settings: Settings) -> Iterator[object]:
+    """A real S3 server (moto) on loopback with the small catalog as Parquet, CSV and JSONL;
+    the stack's worker is restarted with its endpoint and keys, so flow runs can read it."""
+    from indexpair import procs, stack
+    from tests.support.s3 import environment, s3_server
+
+    with (
+        s3_server(free_port(), DATA_DIR / "products_small.parquet") as source,
+        environment(source.env),
+    ):
+        (worker,) = stack.status(stack_settings, ["worker"])
+        if worker.pid is not None:
+            procs.terminate(worker.pid, 15)
+            (stack_settings.state_dir / "pids" / "worker.pid").unlink(missing_ok=True)
+        stack.up(stack_settings, PROJECT_DIR, services=["worker"])
+        yield source

@@ -55,13 +55,27 @@ def _declared_dim(client: Any, name: str, version: str) -> int | None:
     return int(shape[-1]) if shape and int(shape[-1]) > 0 else None
 
 
+def unreachable(settings: Settings, exc: Exception) -> RegistryError:
+    """The error for an MLflow server that did not answer (after MLflow's own retries).
+
+    MLflow's HTTP client already retried with backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``);
+    a connection error or a 5xx reaching us is final.
+    """
+    code = getattr(exc, "error_code", "") or type(exc).__name__
+    return RegistryError(
+        f"MLflow at {settings.mlflow_tracking_uri} is unreachable or failing ({code}); "
+        "is the server up and MLFLOW_TRACKING_URI right?"
+    )
+
+
 def resolve_version(
     settings: Settings, name: str, version: str | None = None, alias: str | None = None
 ) -> ModelVersionRef:
     """Which model version to build: explicit version, else the staging alias, else stage.
 
     Raises:
-        RegistryError: no such model, version, or nothing at the staging alias/stage.
+        RegistryError: no such model, version, or nothing at the staging alias/stage;
+            or the MLflow server does not answer (the message names its URL).
     """
     from mlflow.exceptions import MlflowException
 
@@ -70,6 +84,8 @@ def resolve_version(
     try:
         client.get_registered_model(name)
     except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise unreachable(settings, exc) from exc
         raise RegistryError(
             f"model {name!r} is not registered in MLflow at {settings.mlflow_tracking_uri}"
         ) from exc
