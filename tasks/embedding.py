@@ -17,6 +17,7 @@ from prefect.logging import get_run_logger
 
 from indexpair.errors import ModelOutputError
 from indexpair.gateways import mlflow as registry
+from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
 from tasks.registry import ModelProbe
@@ -30,7 +31,6 @@ from tasks.source import (
 )
 
 log = logging.getLogger(__name__)
-RAY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 class BatchEmbedder:
@@ -92,38 +92,6 @@ def embed_threads(settings: Settings) -> int:
     return settings.embed_threads or max(1, (os.cpu_count() or 1) // settings.embed_actors)
 
 
-def init_ray(settings: Settings) -> None:
-    """Connect to ``RAY_ADDRESS`` or start a local Ray, quietly."""
-    if not settings.ray_address:
-        # Ray's own switch for single-machine use: the node advertises 127.0.0.1, so a local
-        # Ray never talks over a non-loopback interface. Read when ray is first imported.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "logging_level": logging.WARNING,
-        "runtime_env": {"env_vars": RAY_ENV},
-    }
-    if settings.ray_address:
-        kwargs["address"] = settings.ray_address
-    else:  # a local Ray: loopback only, and a small object store (batches are streamed)
-        kwargs["object_store_memory"] = 512 * 1024 * 1024
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    for attempt in (1, 2):
-        try:
-            ray.init(**kwargs)
-            break
-        except Exception as exc:  # a local raylet that fails to start once is retried
-            if settings.ray_address or attempt == 2:
-                raise
-            log.warning("local Ray did not start (%s); retrying once", exc)
-            ray.shutdown()
-    ray.data.DataContext.get_current().enable_progress_bars = False
-
-
 def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
     """A Ray dataset over the id and text columns of the source."""
     import ray.data
@@ -165,7 +133,7 @@ def embed_into(
     """
     import ray.data
 
-    init_ray(settings)
+    ray_cluster.connect(settings)
     ds = read_dataset(settings, spec)
     if only_ids is not None:
         ds = ds.map_batches(
@@ -275,9 +243,7 @@ def embed(
         wanted = None if only_ids is None else frozenset(only_ids)
         return embed_into(settings, spec, model, collection, on_progress, wanted)
     finally:
-        import ray
-
-        ray.shutdown()
+        ray_cluster.disconnect()
 
 
 @task(name="embed-and-insert", persist_result=True)
