@@ -84,13 +84,36 @@ class Settings(BaseSettings):
     deployment_name: str = "promote/promote"
     refresh_deployment: str = "refresh/weekly"
 
-    embed_batch_size: int = Field(256, ge=1)
-    embed_actors: int = Field(1, ge=1)
-    embed_num_gpus: float = Field(0.0, ge=0)
-    embed_threads: int | None = Field(
-        None, ge=1, description="Torch threads per actor; default: cores / actors"
+    # -- the build (tasks/embedding.py); defaults measured with benchmarks/reindex.py ------
+    embed_batch_size: int = Field(
+        256, ge=1, description="Rows per batch handed to an embedding actor (GPU: 2048-8192)"
     )
-    insert_batch_size: int = Field(1000, ge=1)
+    embed_model_batch_size: int = Field(
+        64, ge=1, description="Texts per forward pass of the model (GPU: 256-1024)"
+    )
+    embed_actors: int | None = Field(
+        None,
+        ge=1,
+        description="Embedding actors (model replicas); default: one per core on the CPU "
+        "(one core kept for reading), or one per GPU",
+    )
+    embed_num_gpus: float = Field(
+        0.0, ge=0, description="GPUs each embedding actor asks Ray for (0: CPU only)"
+    )
+    embed_fp16: bool = Field(True, description="Half precision on a GPU, where the model allows")
+    embed_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Torch threads per actor; default: 1, or the cores shared out when "
+        "INDEXPAIR_EMBED_ACTORS is set",
+    )
+    insert_batch_size: int = Field(1000, ge=1, description="Rows per Milvus upsert")
+    insert_writers: int | None = Field(
+        None,
+        ge=1,
+        description="Parallel insert actors; default: 1 on Milvus Lite (writes to one "
+        "collection must be serialized), 4 on a Milvus server",
+    )
     embed_here_max_rows: int = Field(
         2000,
         ge=0,

@@ -6,7 +6,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,80 +15,41 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
 from indexpair.errors import ModelOutputError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
+from tasks.embedding_actors import BatchEmbedder, BatchWriter, keep_ids
+from tasks.embedding_layout import WRITER_CPUS, Layout, plan
 from tasks.registry import ModelProbe
 from tasks.source import (
     SourceSpec,
-    content_hash,
-    document_texts,
     filesystem,
     iter_batches,
     source_format,
 )
 
 log = logging.getLogger(__name__)
+# Small blocks, so embedded batches reach the writer as they are made, not one block per
+# source file at the end (Ray Data's default block size is 128 MiB).
+STREAM_BLOCK_BYTES = 1024 * 1024
 
 
-class BatchEmbedder:
-    """Ray Data callable class: loads the model once per actor, then embeds batches."""
-
-    def __init__(
-        self,
-        model_path: str,
-        model_uri: str,
-        tracking_uri: str,
-        label: str,
-        id_field: str,
-        text_fields: list[str],
-        threads: int,
-        dim: int,
-    ) -> None:
-        import torch
-
-        # Ray gives each actor OMP_NUM_THREADS=1; the model should use its share of cores.
-        torch.set_num_threads(threads)
-        if not Path(model_path, "MLmodel").exists():  # another node of a Ray cluster
-            import mlflow
-
-            mlflow.set_tracking_uri(tracking_uri)
-            model_path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
-        self.model = registry.load_model(model_path)
-        self.label = label
-        self.id_field = id_field
-        self.text_fields = text_fields
-        self.dim = dim
-
-    def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
-        texts = document_texts({f: batch[f] for f in self.text_fields}, self.text_fields)
-        try:
-            vectors = registry.encode(self.model, texts, self.label)
-            if vectors.shape[1] != self.dim:
-                raise ModelOutputError(
-                    f"{self.label} returned {vectors.shape[1]}-dim vectors in a batch; "
-                    f"the collection expects {self.dim}"
-                )
-        except ModelOutputError as exc:
-            # Report, don't raise: Ray would wrap the error and lose its type on the way.
-            return {
-                "id": np.array([""], dtype=object),
-                "content_hash": np.array([""], dtype=object),
-                "vector": np.zeros((1, self.dim), dtype=np.float32),
-                "error": np.array([str(exc)], dtype=object),
-            }
-        return {
-            "id": batch[self.id_field].astype(str).to_numpy(dtype=object),
-            "content_hash": np.array([content_hash(t) for t in texts], dtype=object),
-            "vector": vectors,
-            "error": np.full(len(texts), "", dtype=object),
-        }
+def model_params(settings: Settings) -> dict[str, Any]:
+    """Parameters for the model's ``predict`` (its forward batch size)."""
+    return {"batch_size": settings.embed_model_batch_size}
 
 
-def embed_threads(settings: Settings) -> int:
-    """Torch threads per embedding actor."""
-    return settings.embed_threads or max(1, (os.cpu_count() or 1) // settings.embed_actors)
+def cluster_layout(settings: Settings) -> Layout:
+    """The layout for the Ray cluster this process is connected to."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gateway = MilvusGateway(settings)
+    try:
+        backend = gateway.server_kind()
+    finally:
+        gateway.close()
+    return plan(settings, resources.get("CPU", 0.0), resources.get("GPU", 0.0), backend)
 
 
 def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
@@ -107,11 +67,6 @@ def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
         else ray.data.read_json(path, filesystem=fs, lines=True)
     )
     return ds.select_columns(columns)
-
-
-def keep_ids(batch: pd.DataFrame, id_field: str, wanted: frozenset[str]) -> pd.DataFrame:
-    """The rows of a batch whose id is in ``wanted`` (a refresh embeds only those)."""
-    return batch[batch[id_field].astype(str).isin(wanted)]
 
 
 def embed_into(
@@ -134,6 +89,9 @@ def embed_into(
     import ray.data
 
     ray_cluster.connect(settings)
+    layout = cluster_layout(settings)
+    log.info("build layout: %s", layout.describe())
+    ray.data.DataContext.get_current().target_max_block_size = STREAM_BLOCK_BYTES
     ds = read_dataset(settings, spec)
     if only_ids is not None:
         ds = ds.map_batches(
@@ -141,16 +99,36 @@ def embed_into(
             fn_kwargs={"id_field": spec.id_field, "wanted": only_ids},
             batch_format="pandas",
         )
+    # One embedding batch per block, so each actor call's output streams on at once.
+    ds = ds.repartition(target_num_rows_per_block=settings.embed_batch_size)
     ds = ds.map_batches(
         BatchEmbedder,
-        fn_constructor_kwargs=_embedder_kwargs(settings, spec, model),
+        fn_constructor_kwargs=_embedder_kwargs(settings, spec, model, layout.threads),
         batch_size=settings.embed_batch_size,
         batch_format="pandas",
-        compute=ray.data.ActorPoolStrategy(size=settings.embed_actors),
-        num_gpus=settings.embed_num_gpus or None,
+        compute=ray.data.ActorPoolStrategy(size=layout.actors),
+        num_cpus=layout.cpus_per_actor,
+        num_gpus=layout.gpus_per_actor or None,
     )
-    batches = ds.iter_batches(batch_size=settings.insert_batch_size, batch_format="numpy")
-    return insert_batches(settings, collection, batches, on_progress)
+    if layout.writers == 1:  # Milvus Lite: this process is the only writer
+        batches = ds.iter_batches(batch_size=settings.insert_batch_size, batch_format="numpy")
+        return insert_batches(settings, collection, batches, on_progress)
+    written = ds.map_batches(
+        BatchWriter,
+        fn_constructor_kwargs={"settings": settings, "collection": collection},
+        batch_size=settings.insert_batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=layout.writers),
+        num_cpus=WRITER_CPUS,
+    )
+    inserted = 0
+    for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
+        failed = [str(e) for e in batch["error"] if e]
+        if failed:
+            raise ModelOutputError(failed[0])
+        inserted += int(batch["inserted"].sum())
+        on_progress(inserted)
+    return inserted
 
 
 def insert_batches(
@@ -197,7 +175,8 @@ def embed_here(
     For a refresh's small delta, where starting Ray and its actors would cost more than
     the embedding itself (measured: ``benchmarks/refresh.py``).
     """
-    embedder = BatchEmbedder(**_embedder_kwargs(settings, spec, model))
+    threads = settings.embed_threads or os.cpu_count() or 1
+    embedder = BatchEmbedder(**_embedder_kwargs(settings, spec, model, threads))
 
     # At most ``embed_here_max_rows`` rows: gather them, then encode in full batches
     # (one predict call per few matching rows would cost more than the encoding).
@@ -213,7 +192,9 @@ def embed_here(
     return insert_batches(settings, collection, embedded(), on_progress)
 
 
-def _embedder_kwargs(settings: Settings, spec: SourceSpec, model: ModelProbe) -> dict[str, Any]:
+def _embedder_kwargs(
+    settings: Settings, spec: SourceSpec, model: ModelProbe, threads: int
+) -> dict[str, Any]:
     return {
         "model_path": model.local_path,
         "model_uri": model.ref.uri,
@@ -221,8 +202,10 @@ def _embedder_kwargs(settings: Settings, spec: SourceSpec, model: ModelProbe) ->
         "label": model.label,
         "id_field": spec.id_field,
         "text_fields": spec.text_fields,
-        "threads": embed_threads(settings),
+        "threads": threads,
         "dim": model.dim,
+        "fp16": settings.embed_fp16,
+        "model_batch_size": settings.embed_model_batch_size,
     }
 
 

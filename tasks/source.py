@@ -14,10 +14,13 @@ import pyarrow.fs as pafs
 from prefect import task
 from pydantic import BaseModel, Field
 
+from indexpair.documents import TEXT_JOIN, content_hash, document_texts
 from indexpair.errors import SourceDataError
 from indexpair.gateways import s3
 from indexpair.settings import Settings
 from tasks.validation import GoldenSet, check_golden_ids
+
+__all__ = ["TEXT_JOIN", "content_hash", "document_texts"]  # the text rule, re-exported
 
 FORMATS = {
     ".parquet": "parquet",
@@ -27,7 +30,6 @@ FORMATS = {
     ".json": "json",
     ".ndjson": "json",
 }
-TEXT_JOIN = ". "
 
 
 class SourceSpec(BaseModel):
@@ -161,25 +163,6 @@ def check_source(settings: Settings, spec: SourceSpec) -> tuple[SourceSummary, s
         fingerprint=fingerprint(settings, spec.uri),
     )
     return summary, seen
-
-
-def document_texts(batch: pa.RecordBatch | dict, text_fields: list[str]) -> list[str]:
-    """The text embedded for each row: the text fields joined with '. '."""
-    columns = [
-        [
-            str(v)
-            for v in (
-                batch.column(f).to_pylist() if isinstance(batch, pa.RecordBatch) else list(batch[f])
-            )
-        ]
-        for f in text_fields
-    ]
-    return [TEXT_JOIN.join(parts) for parts in zip(*columns, strict=True)]
-
-
-def content_hash(text: str) -> str:
-    """Hash of the embedded text, stored per row so refreshes can skip unchanged rows."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sample_texts(settings: Settings, spec: SourceSpec, n: int = 8) -> list[str]:

@@ -99,6 +99,11 @@ class MilvusGateway:
         """Release the connection."""
         self.client.close()
 
+    def server_kind(self) -> str:
+        """``lite`` for Milvus Lite, ``standalone`` for a Milvus server."""
+        version = str(_retrying(self.client.get_server_version, "get_server_version"))
+        return "lite" if "lite" in version.lower() else "standalone"
+
     # -- collections and their pair metadata ---------------------------------------------
     def create_pair_collection(self, name: str, meta: PairMetadata) -> None:
         """Create the versioned collection with its schema, HNSW index and pair properties."""

@@ -141,15 +141,22 @@ def load_model(path: Path | str) -> Any:
     return mlflow.pyfunc.load_model(str(path))
 
 
-def encode(model: Any, texts: list[str], what: str, allow_zero: bool = False) -> np.ndarray:
+def encode(
+    model: Any,
+    texts: list[str],
+    what: str,
+    allow_zero: bool = False,
+    params: dict[str, Any] | None = None,
+) -> np.ndarray:
     """Encode texts and check the output: one finite, non-zero float vector per text.
 
-    ``allow_zero`` accepts all-zero rows (a query with no word the model knows).
+    ``allow_zero`` accepts all-zero rows (a query with no word the model knows);
+    ``params`` go to the model's ``predict`` (``batch_size``: texts per forward pass).
 
     Raises:
         ModelOutputError: naming the model and what is wrong with its output.
     """
-    raw = model.predict(texts)
+    raw = model.predict(texts, params=params) if params else model.predict(texts)
     vectors = np.asarray(raw, dtype=np.float32)
     if vectors.ndim != 2:
         raise ModelOutputError(

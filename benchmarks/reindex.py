@@ -1,0 +1,261 @@
+"""Re-index throughput: the raw model, raw inserts, a seed-style loop and the indexpair build.
+
+    python -m benchmarks.reindex [--docs 20000 100000] [--model minilm|tfidf]
+                                 [--backend lite|standalone]
+
+One run, the same generated documents, the same registered model, the same machine. For
+each corpus size it measures, each in a fresh process whose process tree's peak memory
+(PSS, Ray's processes included) is sampled:
+
+(a) ``encode``: the model's own ``encode`` over all texts (model loaded beforehand);
+(b) ``insert``: (a)'s vectors upserted into Milvus with the gateway, then flushed;
+(c) ``loop``: the seed system's loop: read a batch, encode it, insert it, repeat; flush;
+(d) ``build``: the indexpair build stage as the promote flow calls it (``tasks.embedding
+    .embed``: Ray start, actor pool, pipelined source read / embedding / inserts), flushed.
+
+It prints docs/s, d/a, d/c, peak memory, and the growth of (d)'s peak memory from the
+smallest to the largest corpus (target ≤ 1.3×); it checks that (d) stored every row and
+the same vectors as (a). Milvus (Lite, or the real standalone server) and MLflow run on
+free loopback ports in a temporary directory. With a CUDA GPU, the model runs on it in
+fp16 and the actors ask Ray for one GPU each. Results also go to
+``benchmarks/results/reindex-<backend>-<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.memory import PeakMemory, tree_pss_mib
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+RESULTS = PROJECT_DIR / "benchmarks" / "results"
+MODEL_NAME = "bench-embedder"
+MODES = ("encode", "insert", "loop", "build")
+LETTER = dict(zip(MODES, "abcd", strict=True))
+MEMORY_TARGET, RATIO_TARGET = 1.3, 0.9
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def device_name() -> str:
+    """The GPU's name, or the CPU model and core count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def _register(settings: Any, model: str, corpus: Path) -> Any:
+    import mlflow
+    import pandas as pd
+
+    from demo.catalog import product_texts
+    from demo.models import minilm_dir
+    from indexpair.embedders import log_sentence_transformer_model, log_tfidf_model
+    from indexpair.gateways import mlflow as registry
+    from tasks.registry import probe
+    from tasks.source import SourceSpec, sample_texts
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    tags = {"bench": "reindex"}
+    if model == "minilm":
+        version = log_sentence_transformer_model(minilm_dir(), MODEL_NAME, tags)
+    else:
+        texts = product_texts(pd.read_parquet(corpus))
+        version = log_tfidf_model(texts, MODEL_NAME, settings.state_dir, tags)
+    ref = registry.resolve_version(settings, MODEL_NAME, version)
+    return probe(settings, ref, sample_texts(settings, SourceSpec(uri=str(corpus))))
+
+
+def _measure(mode: str, job: Path) -> dict[str, Any]:
+    """Run one measurement in a fresh process; sample its process tree's memory."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.reindex_modes", mode, str(job)],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with PeakMemory(child.pid) as memory:
+        out, _ = child.communicate()
+    if child.returncode != 0:
+        raise SystemExit(f"{mode} failed with exit code {child.returncode}")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result["peak_mib"] = memory.peak_mib
+    result["docs_per_s"] = result["rows"] / result["seconds"]
+    return result
+
+
+def _run_size(settings: Any, tmp: Path, docs: int, model_probe: Any, corpus: Path) -> dict:
+    job = tmp / f"job-{docs}.json"
+    job.write_text(
+        json.dumps(
+            {
+                "corpus": str(corpus),
+                "rows": docs,
+                "probe": model_probe.model_dump(mode="json"),
+                "vectors": str(tmp / f"vectors-{docs}.npy"),
+            }
+        )
+    )
+    results: dict[str, Any] = {}
+    for mode in MODES:
+        results[mode] = _measure(mode, job)
+        r = results[mode]
+        print(
+            f"  ({LETTER[mode]}) {mode:<7} {r['seconds']:8.1f} s {r['docs_per_s']:9.1f} docs/s "
+            f"peak {r['peak_mib']:7.0f} MiB",
+            flush=True,
+        )
+    return results
+
+
+def _generate(tmp: Path, docs: int) -> Path:
+    from demo.catalog import generate_catalog
+
+    path = tmp / f"corpus-{docs}.parquet"
+    generate_catalog(docs).to_parquet(path, row_group_size=10_000)
+    return path
+
+
+def _table(runs: dict[int, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| docs | (a) encode docs/s | (b) insert docs/s | (c) loop docs/s | (d) build docs/s "
+        "| d/a | d/c | peak MiB a / c / d |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for docs, r in runs.items():
+        rate = {m: r[m]["docs_per_s"] for m in MODES}
+        peaks = " / ".join(f"{r[m]['peak_mib']:.0f}" for m in ("encode", "loop", "build"))
+        lines.append(
+            f"| {docs:,} | {rate['encode']:.1f} | {rate['insert']:.0f} | {rate['loop']:.1f} "
+            f"| {rate['build']:.1f} | {rate['build'] / rate['encode']:.3f} "
+            f"| {rate['build'] / rate['loop']:.3f} | {peaks} |"
+        )
+    return lines
+
+
+def _verdicts(runs: dict[int, dict[str, Any]]) -> list[str]:
+    sizes = sorted(runs)
+    lines = []
+    for docs in sizes:
+        ratio = runs[docs]["build"]["docs_per_s"] / runs[docs]["encode"]["docs_per_s"]
+        met = "met" if ratio >= RATIO_TARGET else "NOT met"
+        lines.append(f"d/a at {docs:,} docs: {ratio:.3f} (target ≥ {RATIO_TARGET}: {met})")
+    if len(sizes) > 1:
+        small, large = runs[sizes[0]]["build"], runs[sizes[-1]]["build"]
+        growth = large["peak_mib"] / small["peak_mib"]
+        met = "met" if growth <= MEMORY_TARGET else "NOT met"
+        lines.append(
+            f"build peak memory {sizes[-1]:,} vs {sizes[0]:,} docs: {large['peak_mib']:.0f} / "
+            f"{small['peak_mib']:.0f} MiB = {growth:.2f}× (target ≤ {MEMORY_TARGET}×: {met})"
+        )
+    return lines
+
+
+def _environment(backend: str) -> dict[str, str]:
+    env = {
+        "MILVUS_URI": f"http://127.0.0.1:{_free_port()}",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}",
+        "PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api",
+        "INDEXPAIR_MILVUS_BACKEND": backend,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    import torch
+
+    if torch.cuda.is_available():  # the same benchmark, unchanged, on a GPU machine
+        env.setdefault("INDEXPAIR_EMBED_NUM_GPUS", os.environ.get("INDEXPAIR_EMBED_NUM_GPUS", "1"))
+    return env
+
+
+def run(sizes: list[int], model: str, backend: str) -> dict[str, Any]:
+    """Start the services, measure every size, print and save the table."""
+    from indexpair import stack
+    from indexpair.settings import load_settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="indexpair-bench-reindex-"))
+    os.environ.update(_environment(backend))
+    os.environ["INDEXPAIR_STATE_DIR"] = str(tmp / "state")
+    settings = load_settings()
+    device = device_name()
+    print(f"machine: {device}; backend: Milvus {backend}; model: {model}", flush=True)
+    print(f"settings: {settings.model_dump(include=_TUNING)}", flush=True)
+    started = time.perf_counter()
+    stack.up(settings, PROJECT_DIR, ["milvus", "mlflow"])
+    runs: dict[int, dict[str, Any]] = {}
+    try:
+        corpora = {docs: _generate(tmp, docs) for docs in sizes}
+        model_probe = _register(settings, model, corpora[min(sizes)])
+        print(f"model {model_probe.label}, {model_probe.dim}-dim", flush=True)
+        for docs in sizes:
+            print(f"{docs:,} documents:", flush=True)
+            runs[docs] = _run_size(settings, tmp, docs, model_probe, corpora[docs])
+    finally:
+        stack.down(settings)
+    lines = _table(runs) + [""] + _verdicts(runs)
+    print("\n" + "\n".join(lines))
+    report = {
+        "machine": device,
+        "backend": backend,
+        "model": model,
+        "settings": settings.model_dump(include=_TUNING),
+        "driver_idle_mib": tree_pss_mib(os.getpid()),
+        "total_s": time.perf_counter() - started,
+        "runs": {str(k): v for k, v in runs.items()},
+        "table": lines,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    kind = "gpu" if "CUDA" in device else "cpu"
+    (RESULTS / f"reindex-{backend}-{kind}.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+_TUNING = {
+    "embed_batch_size",
+    "embed_actors",
+    "embed_num_gpus",
+    "embed_threads",
+    "insert_batch_size",
+    "insert_writers",
+    "milvus_backend",
+}
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--docs", type=int, nargs="+", default=[20_000, 100_000])
+    parser.add_argument("--model", choices=["minilm", "tfidf"], default="minilm")
+    parser.add_argument("--backend", choices=["lite", "standalone"], default="lite")
+    args = parser.parse_args()
+    run(sorted(args.docs), args.model, args.backend)
+
+
+if __name__ == "__main__":
+    main()

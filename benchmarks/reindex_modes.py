@@ -1,0 +1,173 @@
+"""The four measurements of ``benchmarks.reindex``, one per process.
+
+    python -m benchmarks.reindex_modes encode|insert|loop|build JOB.json
+
+Prints one JSON line: ``{"rows": n, "seconds": s, ...}``. Set-up (loading the model for
+(a) and (c), creating the collection) is not timed; everything the mode is about is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.pair import PairMetadata
+from indexpair.settings import Settings, load_settings
+from tasks.collections import create
+from tasks.embedding import model_params
+from tasks.registry import ModelProbe
+from tasks.source import SourceSpec, content_hash, document_texts, iter_batches
+
+CHECKED_ROWS = 200
+
+
+def raw_encoder(settings: Settings, probe: ModelProbe) -> Callable[[list[str]], np.ndarray]:
+    """The model's own encode function, under the pyfunc wrapper, set up as the build's."""
+    inner = registry.load_model(probe.local_path).unwrap_python_model()
+    if hasattr(inner, "model"):  # sentence-transformers
+        st, params = inner.model, model_params(settings)
+        if not settings.embed_fp16 and st.device.type == "cuda":
+            st.float()
+        return lambda texts: st.encode(
+            texts,
+            batch_size=params.get("batch_size", 64),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+    return lambda texts: np.asarray(inner.pipeline.transform(texts), dtype=np.float32)
+
+
+def _collection(settings: Settings, probe: ModelProbe, mode: str, job: dict) -> str:
+    name = f"bench_{mode}_{job['rows']}"
+    gateway = MilvusGateway(settings)
+    try:
+        gateway.drop(name)
+    finally:
+        gateway.close()
+    meta = PairMetadata(
+        model_name=probe.ref.name,
+        model_version=probe.ref.version,
+        model_uri=probe.ref.uri,
+        dim=probe.dim,
+        build_id=f"b{job['rows']}",
+        source_uri=job["corpus"],
+        source_fingerprint="bench",
+        source_rows=job["rows"],
+    )
+    create(settings, name, meta)
+    return name
+
+
+def _flush(settings: Settings, name: str) -> int:
+    gateway = MilvusGateway(settings)
+    try:
+        gateway.client.flush(name)
+        return gateway.row_count(name)
+    finally:
+        gateway.close()
+
+
+def encode(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -> dict:
+    """(a) The raw model over every text; saves the vectors for (b) and the check of (d)."""
+    texts = document_texts(pq.read_table(spec.uri, columns=spec.text_fields), spec.text_fields)
+    run = raw_encoder(settings, probe)
+    run(texts[:32])
+    started = time.perf_counter()
+    vectors = run(texts)
+    seconds = time.perf_counter() - started
+    np.save(job["vectors"], np.asarray(vectors, dtype=np.float32))
+    return {"rows": len(texts), "seconds": seconds}
+
+
+def insert(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -> dict:
+    """(b) Upsert (a)'s vectors, precomputed, in the build's insert batches; flush."""
+    table = pq.read_table(spec.uri, columns=[spec.id_field, *spec.text_fields])
+    ids = [str(i) for i in table.column(spec.id_field).to_pylist()]
+    hashes = [content_hash(t) for t in document_texts(table, spec.text_fields)]
+    vectors = np.load(job["vectors"], mmap_mode="r")
+    name = _collection(settings, probe, "insert", job)
+    step = settings.insert_batch_size
+    gateway = MilvusGateway(settings)
+    started = time.perf_counter()
+    for at in range(0, len(ids), step):
+        gateway.insert(name, ids[at : at + step], hashes[at : at + step], vectors[at : at + step])
+    gateway.close()
+    rows = _flush(settings, name)
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def loop(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -> dict:
+    """(c) The seed system: read a batch, encode it, insert it, repeat; flush."""
+    run = raw_encoder(settings, probe)
+    run(["warm up"])
+    name = _collection(settings, probe, "loop", job)
+    gateway = MilvusGateway(settings)
+    started = time.perf_counter()
+    for batch in iter_batches(settings, spec, batch_size=settings.embed_batch_size):
+        texts = document_texts(batch, spec.text_fields)
+        ids = [str(i) for i in batch.column(spec.id_field).to_pylist()]
+        vectors = np.asarray(run(texts), dtype=np.float32)
+        gateway.insert(name, ids, [content_hash(t) for t in texts], vectors)
+    gateway.close()
+    rows = _flush(settings, name)
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def build(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -> dict:
+    """(d) The promote flow's build stage, flushed; then checked against (a)'s vectors."""
+    from tasks.embedding import embed
+
+    name = _collection(settings, probe, "build", job)
+    started = time.perf_counter()
+    inserted = embed(settings, spec, probe, name, lambda _done: None)
+    rows = _flush(settings, name)
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": seconds, "inserted": inserted, **_check(settings, spec, job)}
+
+
+def _check(settings: Settings, spec: SourceSpec, job: dict) -> dict:
+    """Largest difference between (d)'s stored vectors and (a)'s, over a sample of rows."""
+    ids = [str(i) for i in pq.read_table(spec.uri, columns=[spec.id_field]).column(0).to_pylist()]
+    picked = np.random.default_rng(0).choice(len(ids), size=min(CHECKED_ROWS, len(ids)))
+    reference = np.load(job["vectors"], mmap_mode="r")
+    gateway = MilvusGateway(settings)
+    try:
+        stored = gateway.fetch(f"bench_build_{job['rows']}", [ids[i] for i in picked])
+    finally:
+        gateway.close()
+    diff = max(
+        float(np.abs(np.asarray(stored[ids[i]]["vector"]) - reference[i]).max()) for i in picked
+    )
+    return {"checked_rows": len(picked), "max_diff_vs_a": diff}
+
+
+MODES: dict[str, Callable[[Settings, ModelProbe, SourceSpec, dict], dict]] = {
+    "encode": encode,
+    "insert": insert,
+    "loop": loop,
+    "build": build,
+}
+
+
+def main() -> None:
+    """Run the mode named on the command line and print its JSON line."""
+    mode, job_path = sys.argv[1], Path(sys.argv[2])
+    job: dict[str, Any] = json.loads(job_path.read_text())
+    settings = load_settings()
+    probe = ModelProbe.model_validate(job["probe"])
+    result = MODES[mode](settings, probe, SourceSpec(uri=job["corpus"]), job)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

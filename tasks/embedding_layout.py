@@ -1,0 +1,83 @@
+"""How the build spreads over Ray: embedding actors, threads, GPUs and insert writers.
+
+A pure function of the settings and what the cluster has, so the defaults can be shown
+and checked (``tests/unit/test_embedding_layout.py``); measured with
+``benchmarks/reindex.py``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from indexpair.errors import ConfigError
+from indexpair.settings import Settings
+
+READER_CPUS = 1.0  # the source read and re-batching tasks (light, but each needs a slot)
+WRITER_CPUS = 0.1  # a writer actor mostly waits on Milvus
+SERVER_WRITERS = 4  # parallel writers on a Milvus server; Milvus Lite takes one
+
+
+class Layout(BaseModel):
+    """Where the build's work runs."""
+
+    actors: int
+    threads: int
+    cpus_per_actor: float
+    gpus_per_actor: float
+    writers: int
+
+    def describe(self) -> str:
+        """One line for the log: ``2 embedding actors × 1 thread (CPU), 1 writer``."""
+        device = f"{self.gpus_per_actor:g} GPU each" if self.gpus_per_actor else "CPU"
+        return (
+            f"{self.actors} embedding actor(s) × {self.threads} thread(s) ({device}), "
+            f"{self.writers} writer(s)"
+        )
+
+
+def plan(settings: Settings, cpus: float, gpus: float, backend: str) -> Layout:
+    """The layout for a cluster with ``cpus``/``gpus`` logical resources.
+
+    On the CPU one single-threaded actor per core beats one actor using every core
+    (measured: 2 × 1 thread ≈ 1.15–1.3× 1 × 2 threads on 2 cores), so that is the
+    default; one core's slot stays free for reading the source.
+
+    Raises:
+        ConfigError: the settings ask for more than the cluster has (Ray would wait
+            for ever), naming the values.
+    """
+    num_gpus = settings.embed_num_gpus
+    if num_gpus:
+        actors = settings.embed_actors or max(1, int(gpus // num_gpus))
+        threads = settings.embed_threads or 1
+    elif settings.embed_actors:
+        actors = settings.embed_actors
+        threads = settings.embed_threads or max(1, int((cpus - READER_CPUS) // actors))
+    else:
+        threads = settings.embed_threads or 1
+        actors = max(1, int((cpus - READER_CPUS) // threads))
+    writers = settings.insert_writers or (1 if backend == "lite" else SERVER_WRITERS)
+    layout = Layout(
+        actors=actors,
+        threads=threads,
+        cpus_per_actor=float(threads),
+        gpus_per_actor=num_gpus,
+        writers=writers,
+    )
+    _check_fits(layout, cpus, gpus)
+    return layout
+
+
+def _check_fits(layout: Layout, cpus: float, gpus: float) -> None:
+    needed = layout.actors * layout.cpus_per_actor + READER_CPUS
+    if needed > cpus:
+        raise ConfigError(
+            f"INDEXPAIR_EMBED_ACTORS={layout.actors} × INDEXPAIR_EMBED_THREADS="
+            f"{layout.threads} needs {needed:g} CPUs with the source reader's; "
+            f"the Ray cluster has {cpus:g}"
+        )
+    if layout.gpus_per_actor and layout.actors * layout.gpus_per_actor > gpus:
+        raise ConfigError(
+            f"INDEXPAIR_EMBED_NUM_GPUS={layout.gpus_per_actor:g} × {layout.actors} actor(s) "
+            f"needs {layout.actors * layout.gpus_per_actor:g} GPUs; the Ray cluster has {gpus:g}"
+        )
