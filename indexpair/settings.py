@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     milvus_uri: str = Field("http://127.0.0.1:19530", validation_alias=_env("MILVUS_URI"))
     milvus_token: SecretStr | None = Field(None, validation_alias=_env("MILVUS_TOKEN"))
     milvus_timeout_s: float = 30.0
+    milvus_backend: Literal["lite", "standalone"] = Field(
+        "lite",
+        description="What `indexpair stack up` serves MILVUS_URI with: Milvus Lite, or the real"
+        " Milvus 2.3 standalone server of the `milvus` package (indexpair.milvus_standalone)",
+    )
     milvus_secure: bool = Field(
         False, validation_alias=_env("MILVUS_SECURE"), description="TLS to Milvus (https)"
     )

@@ -121,3 +121,39 @@ def s3_source(stack_settings: Settings) -> Iterator[object]:
             (stack_settings.state_dir / "pids" / "worker.pid").unlink(missing_ok=True)
         stack.up(stack_settings, PROJECT_DIR, services=["worker"])
         yield source
+
+
+@pytest.fixture(scope="session")
+def standalone_milvus_uri(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real Milvus 2.3 standalone server (the `milvus` package), started once per session
+    on free ports, only when a test asks for it; always stopped."""
+    from indexpair import stack
+
+    state = tmp_path_factory.mktemp("milvus-standalone-state")
+    settings = stack_settings.model_copy(
+        update={
+            "state_dir": state,
+            "milvus_backend": "standalone",
+            "milvus_uri": f"http://127.0.0.1:{free_port()}",
+        }
+    )
+    try:
+        stack.up(settings, PROJECT_DIR, services=["milvus"])
+        yield settings.milvus_uri
+    finally:
+        stack.down(settings)
+
+
+@pytest.fixture(params=["lite", "standalone"])
+def milvus_backend(request: pytest.FixtureRequest, stack_settings: Settings) -> Settings:
+    """The session's settings pointed at Milvus Lite (the stack's) or at the real server.
+
+    Only ``milvus_uri`` differs; indexpair passes its settings to everything it starts
+    (Ray actors included), so the whole test talks to that backend.
+    """
+    if request.param == "lite":
+        return stack_settings
+    uri = request.getfixturevalue("standalone_milvus_uri")
+    return stack_settings.model_copy(update={"milvus_uri": uri})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
@@ -16,6 +16,7 @@ from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+ServerKind = Literal["lite", "standalone"]
 
 ID_FIELD = "id"
 HASH_FIELD = "content_hash"
@@ -95,14 +96,25 @@ class MilvusGateway:
                 "right?"
             ) from exc
 
+        self._kind: ServerKind | None = None
+
     def close(self) -> None:
         """Release the connection."""
         self.client.close()
 
-    def server_kind(self) -> str:
-        """``lite`` for Milvus Lite, ``standalone`` for a Milvus server."""
-        version = str(_retrying(self.client.get_server_version, "get_server_version"))
-        return "lite" if "lite" in version.lower() else "standalone"
+    def server_kind(self) -> ServerKind:
+        """``"lite"`` for Milvus Lite, ``"standalone"`` for a real Milvus server (any mode).
+
+        A real server takes concurrent writers to one collection; Milvus Lite needs them
+        serialized. Read from the version string once per gateway: Milvus Lite answers
+        ``milvus_lite-3.2.2``, the `milvus` package's 2.3 server ``v2.3.5-lite``, a
+        Milvus 2.x server ``v2.x.y``.
+        """
+        if self._kind is None:
+            version = str(_retrying(self.client.get_server_version, "get_server_version"))
+            self._kind = "lite" if version.startswith("milvus_lite") else "standalone"
+            log.debug("Milvus at %s is %s (version %s)", self.uri, self._kind, version)
+        return self._kind
 
     # -- collections and their pair metadata ---------------------------------------------
     def create_pair_collection(self, name: str, meta: PairMetadata) -> None:
@@ -201,13 +213,25 @@ class MilvusGateway:
         """Flush, load, and return the persisted row count."""
         _retrying(lambda: self.client.flush(name), f"flush {name}")
         _retrying(lambda: self.client.load_collection(name), f"load {name}")
+        return self._count(name)
+
+    def row_count(self, name: str) -> int:
+        """Rows of a collection: counted when it is loaded, else from its statistics.
+
+        A real Milvus server's statistics also count rows an upsert replaced until it
+        compacts the segments (an upsert is a delete plus an insert); Milvus Lite's do not.
+        """
+        if self.is_loaded(name):
+            return self._count(name)
         stats = _retrying(lambda: self.client.get_collection_stats(name), "stats")
         return int(stats.get("row_count", 0))
 
-    def row_count(self, name: str) -> int:
-        """Row count from collection statistics."""
-        stats = _retrying(lambda: self.client.get_collection_stats(name), "stats")
-        return int(stats.get("row_count", 0))
+    def _count(self, name: str) -> int:
+        """Exact row count of a loaded collection (``count(*)``)."""
+        rows = _retrying(
+            lambda: self.client.query(name, filter="", output_fields=["count(*)"]), "count"
+        )
+        return int(rows[0]["count(*)"])
 
     def is_loaded(self, name: str) -> bool:
         """True when the collection is loaded for search."""

@@ -1,6 +1,8 @@
-"""The Milvus gateway against a real Milvus Lite server."""
+"""The Milvus gateway against both backends: Milvus Lite and a real Milvus 2.3 server."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -34,8 +36,8 @@ def _vectors(n: int) -> np.ndarray:
 
 
 @pytest.fixture()
-def gw(stack_settings: Settings) -> MilvusGateway:
-    gateway = MilvusGateway(stack_settings)
+def gw(milvus_backend: Settings) -> Iterator[MilvusGateway]:
+    gateway = MilvusGateway(milvus_backend)
     yield gateway
     gateway.close()
 
@@ -52,6 +54,7 @@ def test_pair_collection_round_trip_and_idempotent_insert(gw: MilvusGateway) -> 
     gw.insert(name, ["a", "b", "c"], ["h1", "h2", "h3"], _vectors(3))
     gw.insert(name, ["a", "b", "c"], ["h1", "h2", "h3"], _vectors(3))  # a retried batch
     assert gw.finalize(name) == 3
+    assert gw.row_count(name) == 3  # a real server's statistics would say 6
     assert gw.is_loaded(name)
     pair = gw.read_pair(name)
     assert (pair.state, pair.dim, pair.build_id) == (PairState.BUILDING, 4, "aaaa")
@@ -82,7 +85,13 @@ def test_names_are_checked_before_milvus(gw: MilvusGateway) -> None:
         gw.alias_target("bad alias")
 
 
-def test_switch_alias_compare_and_swap(stack_settings: Settings, gw: MilvusGateway) -> None:
+def test_server_kind_names_the_backend(request: pytest.FixtureRequest, gw: MilvusGateway) -> None:
+    assert gw.server_kind() == request.node.callspec.params["milvus_backend"]
+    assert gw.server_kind() == gw.server_kind()  # cached, same answer
+
+
+def test_switch_alias_compare_and_swap(milvus_backend: Settings, gw: MilvusGateway) -> None:
+    stack_settings = milvus_backend
     alias = "it_live"
     _built(gw, "it_m_v1_cccc", "cccc")
     _built(gw, "it_m_v2_dddd", "dddd")

@@ -1,4 +1,5 @@
-"""The query client against real Milvus Lite and MLflow: errors, TTL, reconnect, model cache."""
+"""The query client against real Milvus (Lite, and for some tests a Milvus 2.3 server) and
+MLflow: errors, TTL, reconnect, model cache."""
 
 from __future__ import annotations
 
@@ -75,17 +76,17 @@ def _move(settings: Settings, target: str) -> None:
         switch_alias(settings, ALIAS, target, current)
 
 
-def test_missing_alias_and_foreign_collection_are_named(stack_settings: Settings) -> None:
-    searcher = PairSearcher(stack_settings, "it_no_such_alias")
+def test_missing_alias_and_foreign_collection_are_named(milvus_backend: Settings) -> None:
+    searcher = PairSearcher(milvus_backend, "it_no_such_alias")
     try:
         with pytest.raises(PairNotFound, match="alias 'it_no_such_alias' does not exist"):
             searcher.search("boots")
     finally:
         searcher.close()
-    gw = MilvusGateway(stack_settings)
+    gw = MilvusGateway(milvus_backend)
     gw.client.create_collection("it_q_foreign", dimension=4)
     gw.client.create_alias("it_q_foreign", "it_foreign_alias")
-    searcher = PairSearcher(stack_settings, "it_foreign_alias")
+    searcher = PairSearcher(milvus_backend, "it_foreign_alias")
     try:
         with pytest.raises(PairNotFound, match="'it_q_foreign' carries no indexpair pair"):
             searcher.search("boots")
@@ -93,6 +94,34 @@ def test_missing_alias_and_foreign_collection_are_named(stack_settings: Settings
         searcher.close()
         gw.client.drop_alias("it_foreign_alias")
         gw.client.drop_collection("it_q_foreign")
+        gw.close()
+
+
+def test_a_pair_answers_through_its_alias_on_each_backend(
+    milvus_backend: Settings, demo_versions: dict[str, str]
+) -> None:
+    settings, alias = milvus_backend, "it_query_each"
+    name = f"it_q_v{demo_versions['tfidf']}_cccc"
+    gw = MilvusGateway(settings)
+    _build(settings, gw, name, demo_versions["tfidf"], 100)
+    searcher = PairSearcher(settings, alias)
+    checker = ConsistencyChecker(settings)
+    try:
+        with prefect_api.prefect_api(settings):
+            switch_alias(settings, alias, name, None)
+        r = searcher.search("waterproof hiking boots", k=5)
+        assert (r.collection, r.model_version) == (name, demo_versions["tfidf"])
+        hits = [(h.id, h.score) for h in r.hits]
+        assert len(hits) == 5
+        assert checker.check(
+            "waterproof hiking boots", r.collection, r.model_name, r.model_version, hits
+        ).ok
+    finally:
+        searcher.close()
+        checker.close()
+        if gw.alias_target(alias) is not None:
+            gw.client.drop_alias(alias)
+        gw.drop(name)
         gw.close()
 
 

@@ -97,17 +97,17 @@ def _build(settings: Settings, fault_version: str, name: str) -> int:
 
 
 def test_ray_build_inserts_every_row_once(
-    stack_settings: Settings, demo_versions: dict[str, str]
+    milvus_backend: Settings, demo_versions: dict[str, str]
 ) -> None:
-    ref = registry.resolve_version(stack_settings, MODEL_NAME, demo_versions["tfidf"])
-    model = probe(stack_settings, ref, sample_texts(stack_settings, SMALL))
-    summary, ids = check_source(stack_settings, SMALL)
+    ref = registry.resolve_version(milvus_backend, MODEL_NAME, demo_versions["tfidf"])
+    model = probe(milvus_backend, ref, sample_texts(milvus_backend, SMALL))
+    summary, ids = check_source(milvus_backend, SMALL)
     name = "it_ray_build_v1"
-    gateway = MilvusGateway(stack_settings)
+    gateway = MilvusGateway(milvus_backend)
     try:
         _create(gateway, name, model, summary)
         seen: list[int] = []
-        assert embed_into(stack_settings, SMALL, model, name, seen.append) == summary.rows
+        assert embed_into(milvus_backend, SMALL, model, name, seen.append) == summary.rows
         assert gateway.finalize(name) == summary.rows
         assert seen[-1] == summary.rows
         some = sorted(ids)[:3]
@@ -144,18 +144,18 @@ def test_faulty_model_output_is_refused(
 
 
 def test_a_few_rows_embed_the_same_here_and_on_ray(
-    stack_settings: Settings, demo_versions: dict[str, str]
+    milvus_backend: Settings, demo_versions: dict[str, str]
 ) -> None:
     """A refresh's small delta skips Ray start-up; the vectors must not change with it."""
-    ref = registry.resolve_version(stack_settings, MODEL_NAME, demo_versions["tfidf"])
-    model = probe(stack_settings, ref, sample_texts(stack_settings, SMALL))
-    summary, ids = check_source(stack_settings, SMALL)
+    ref = registry.resolve_version(milvus_backend, MODEL_NAME, demo_versions["tfidf"])
+    model = probe(milvus_backend, ref, sample_texts(milvus_backend, SMALL))
+    summary, ids = check_source(milvus_backend, SMALL)
     wanted = sorted(ids)[::40]
-    gateway = MilvusGateway(stack_settings)
+    gateway = MilvusGateway(milvus_backend)
     stored = {}
     try:
         for where, limit in (("here", len(wanted)), ("ray", 0)):
-            settings = stack_settings.model_copy(update={"embed_here_max_rows": limit})
+            settings = milvus_backend.model_copy(update={"embed_here_max_rows": limit})
             name = f"it_delta_{where}"
             _create(gateway, name, model, summary)
             assert embed(settings, SMALL, model, name, lambda done: None, wanted) == len(wanted)
