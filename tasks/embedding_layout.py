@@ -14,6 +14,7 @@ from indexpair.settings import Settings
 
 READER_CPUS = 1.0  # the source read and re-batching tasks (light, but each needs a slot)
 WRITER_CPUS = 0.1  # a writer actor mostly waits on Milvus
+SPARE_CPUS = READER_CPUS + 1.0  # kept out of the automatic actor count: reader + writers
 SERVER_WRITERS = 4  # parallel writers on a Milvus server; Milvus Lite takes one
 
 
@@ -40,7 +41,8 @@ def plan(settings: Settings, cpus: float, gpus: float, backend: str) -> Layout:
 
     On the CPU one single-threaded actor per core beats one actor using every core
     (measured: 2 × 1 thread ≈ 1.15–1.3× 1 × 2 threads on 2 cores), so that is the
-    default; one core's slot stays free for reading the source.
+    default. Two logical CPUs stay out of the count: one for reading the source, one
+    shared by the insert writers (a local Ray has the cores plus those two).
 
     Raises:
         ConfigError: the settings ask for more than the cluster has (Ray would wait
@@ -52,10 +54,10 @@ def plan(settings: Settings, cpus: float, gpus: float, backend: str) -> Layout:
         threads = settings.embed_threads or 1
     elif settings.embed_actors:
         actors = settings.embed_actors
-        threads = settings.embed_threads or max(1, int((cpus - READER_CPUS) // actors))
+        threads = settings.embed_threads or max(1, int((cpus - SPARE_CPUS) // actors))
     else:
         threads = settings.embed_threads or 1
-        actors = max(1, int((cpus - READER_CPUS) // threads))
+        actors = max(1, int((cpus - SPARE_CPUS) // threads))
     writers = settings.insert_writers or (1 if backend == "lite" else SERVER_WRITERS)
     layout = Layout(
         actors=actors,
@@ -69,12 +71,13 @@ def plan(settings: Settings, cpus: float, gpus: float, backend: str) -> Layout:
 
 
 def _check_fits(layout: Layout, cpus: float, gpus: float) -> None:
-    needed = layout.actors * layout.cpus_per_actor + READER_CPUS
-    if needed > cpus:
+    writer_cpus = layout.writers * WRITER_CPUS if layout.writers > 1 else 0.0
+    needed = layout.actors * layout.cpus_per_actor + READER_CPUS + writer_cpus
+    if needed > cpus + 1e-9:
         raise ConfigError(
             f"INDEXPAIR_EMBED_ACTORS={layout.actors} × INDEXPAIR_EMBED_THREADS="
-            f"{layout.threads} needs {needed:g} CPUs with the source reader's; "
-            f"the Ray cluster has {cpus:g}"
+            f"{layout.threads} needs {needed:g} CPUs with the source reader and the "
+            f"writers; the Ray cluster has {cpus:g}"
         )
     if layout.gpus_per_actor and layout.actors * layout.gpus_per_actor > gpus:
         raise ConfigError(

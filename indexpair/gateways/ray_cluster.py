@@ -9,7 +9,7 @@ from typing import Any
 from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)
-READER_SLOTS = 1
+READER_SLOTS = 2
 RAY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -32,8 +32,9 @@ def connect(settings: Settings) -> None:
         kwargs["address"] = settings.ray_address
     else:  # a local Ray: loopback only, and a small object store (batches are streamed)
         kwargs["object_store_memory"] = 512 * 1024 * 1024
-        # One logical CPU more than the cores: the source reader needs a slot of its own
-        # (it takes little CPU); without it, one embedding actor per core starves it.
+        # Two logical CPUs more than the cores: the source reader and the insert writers
+        # need slots of their own (they take little CPU); without them, one embedding
+        # actor per core starves the reader (tasks/embedding_layout.py).
         kwargs["num_cpus"] = (os.cpu_count() or 1) + READER_SLOTS
         # Ray starts workers at nice 15; the embedding actors are the build's main work
         # and would lose the CPU to every other process on the machine (measured).

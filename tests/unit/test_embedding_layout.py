@@ -1,0 +1,80 @@
+"""Table-driven tests of how a build spreads over Ray (actors, threads, GPUs, writers)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from indexpair.errors import ConfigError
+from indexpair.settings import Settings
+from tasks.embedding_layout import plan
+
+
+def settings(**values: object) -> Settings:
+    """Settings with only the given build values changed."""
+    return Settings().model_copy(update=values)
+
+
+@pytest.mark.parametrize(
+    ("values", "cpus", "gpus", "backend", "expected"),
+    [
+        # A local Ray on 2 cores has 4 logical CPUs: one actor per core, a slot to read
+        # and one for the writers.
+        ({}, 4, 0, "lite", (2, 1, 1.0, 0.0, 1)),
+        ({}, 18, 0, "lite", (16, 1, 1.0, 0.0, 1)),
+        ({}, 2, 0, "lite", (1, 1, 1.0, 0.0, 1)),
+        # A Milvus server takes several writers; Milvus Lite one.
+        ({}, 4, 0, "standalone", (2, 1, 1.0, 0.0, 4)),
+        ({"insert_writers": 2}, 4, 0, "standalone", (2, 1, 1.0, 0.0, 2)),
+        ({"insert_writers": 3}, 4, 0, "lite", (2, 1, 1.0, 0.0, 3)),
+        # Actors given: the cores are shared out among them.
+        ({"embed_actors": 1}, 4, 0, "lite", (1, 2, 2.0, 0.0, 1)),
+        ({"embed_actors": 3}, 14, 0, "lite", (3, 4, 4.0, 0.0, 1)),
+        ({"embed_threads": 2}, 10, 0, "lite", (4, 2, 2.0, 0.0, 1)),
+        # GPUs: one actor per GPU (or per share of one), one thread each.
+        ({"embed_num_gpus": 1.0}, 17, 4, "lite", (4, 1, 1.0, 1.0, 1)),
+        ({"embed_num_gpus": 0.5}, 17, 1, "standalone", (2, 1, 1.0, 0.5, 4)),
+        ({"embed_num_gpus": 1.0, "embed_actors": 1}, 17, 8, "lite", (1, 1, 1.0, 1.0, 1)),
+    ],
+)
+def test_layout(
+    values: dict[str, object],
+    cpus: float,
+    gpus: float,
+    backend: str,
+    expected: tuple[int, int, float, float, int],
+) -> None:
+    layout = plan(settings(**values), cpus, gpus, backend)
+    got = (
+        layout.actors,
+        layout.threads,
+        layout.cpus_per_actor,
+        layout.gpus_per_actor,
+        layout.writers,
+    )
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "cpus", "gpus", "message"),
+    [
+        ({"embed_actors": 3}, 3, 0, "INDEXPAIR_EMBED_ACTORS=3 × INDEXPAIR_EMBED_THREADS=1"),
+        ({"embed_actors": 2}, 2.5, 0, "needs 3 CPUs"),
+        ({"embed_actors": 2, "insert_writers": 4}, 3.3, 0, "needs 3.4 CPUs"),
+        ({"embed_threads": 4, "embed_actors": 1}, 3, 0, "needs 5 CPUs"),
+        ({"embed_num_gpus": 1.0}, 3, 0, "INDEXPAIR_EMBED_NUM_GPUS=1 × 1 actor(s) needs 1 GPUs"),
+        ({"embed_num_gpus": 1.0, "embed_actors": 2}, 9, 1, "the Ray cluster has 1"),
+    ],
+)
+def test_a_layout_the_cluster_cannot_hold_is_refused(
+    values: dict[str, object], cpus: float, gpus: float, message: str
+) -> None:
+    """Ray would wait for ever for resources that are not there; say so instead."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        plan(settings(**values), cpus, gpus, "lite")
+
+
+def test_describe_names_the_layout() -> None:
+    layout = plan(settings(), 4, 0, "standalone")
+    assert layout.describe() == "2 embedding actor(s) × 1 thread(s) (CPU), 4 writer(s)"
