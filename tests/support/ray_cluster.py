@@ -119,7 +119,7 @@ def _signal(pids: list[int], signum: int) -> None:
             os.kill(pid, signum)
 
 
-def stop(tag: str, grace_s: float = 10.0) -> None:
+def stop(tag: str, grace_s: float = 5.0) -> None:
     """Terminate, then kill, exactly the processes tagged for one cluster."""
     _signal(tagged(tag), signal.SIGTERM)
     deadline = time.monotonic() + grace_s
