@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(None, validation_alias=_env("AWS_ENDPOINT_URL"))
     aws_region: str = Field("us-east-1", validation_alias=_env("AWS_DEFAULT_REGION", "AWS_REGION"))
     ray_address: str | None = Field(None, validation_alias=_env("RAY_ADDRESS"))
+    ray_ship_code: bool = Field(
+        True,
+        description="Ship indexpair's own packages to an existing Ray cluster (RAY_ADDRESS) "
+        "in the runtime environment; false where the cluster has indexpair installed",
+    )
+    ray_connect_timeout_s: float = Field(
+        10.0, gt=0, description="How long to wait for RAY_ADDRESS to answer before failing"
+    )
 
     production_alias: str = "products"
     staging_model_alias: str = "staging"

@@ -1,21 +1,83 @@
-"""Gateway to Ray: connect to the cluster in ``RAY_ADDRESS`` or start a local one."""
+"""Gateway to Ray: connect to the cluster in ``RAY_ADDRESS`` or start a local one.
+
+On an existing cluster the project's own packages travel to the workers in the job's
+runtime environment (``py_modules``), unless ``INDEXPAIR_RAY_SHIP_CODE=false`` says the
+cluster has indexpair installed. Third-party packages (torch, sentence-transformers,
+mlflow, pymilvus, ...) must already be installed in the cluster's Python.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlparse
 
+from indexpair.errors import ConfigError
 from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)
 READER_SLOTS = 2
 RAY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Addresses that make Ray look for a cluster on this machine itself; nothing to probe.
+LOOKUP_ADDRESSES = {"auto", "local"}
+
+
+def shipped_modules() -> list[ModuleType]:
+    """The project's packages that Ray workers import: the embedding actors are defined in
+    ``tasks`` and unpickle models whose classes live in ``indexpair``."""
+    import indexpair
+    import tasks
+
+    return [indexpair, tasks]
+
+
+def runtime_env(settings: Settings) -> dict[str, Any]:
+    """The job's runtime environment: offline model loading, and on an existing cluster
+    (``RAY_ADDRESS``) the project's code unless the cluster has it installed."""
+    env: dict[str, Any] = {"env_vars": dict(RAY_ENV)}
+    if settings.ray_address and settings.ray_ship_code:
+        env["py_modules"] = shipped_modules()
+    return env
+
+
+def probe(address: str, timeout_s: float) -> None:
+    """Fail fast when nothing listens at a Ray address (``host:port`` or ``ray://host:port``).
+
+    ``ray.init`` retries a dead GCS address for many minutes before it gives up.
+
+    Raises:
+        ConfigError: the address is malformed or nothing answers there within ``timeout_s``.
+    """
+    if address in LOOKUP_ADDRESSES:
+        return
+    parsed = urlparse(address if "://" in address else f"//{address}")
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError as exc:
+        raise ConfigError(f"RAY_ADDRESS={address!r} is not host:port ({exc})") from None
+    if not host or port is None:
+        raise ConfigError(f"RAY_ADDRESS={address!r} is not host:port or ray://host:port")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"RAY_ADDRESS={address!r}: no Ray cluster answers at {host}:{port} "
+            f"within {timeout_s:g}s ({exc})"
+        ) from None
 
 
 def connect(settings: Settings) -> None:
-    """Connect to ``RAY_ADDRESS`` or start a local Ray, quietly."""
-    if not settings.ray_address:
+    """Connect to ``RAY_ADDRESS`` or start a local Ray, quietly.
+
+    Raises:
+        ConfigError: ``RAY_ADDRESS`` is set and no Ray cluster can be reached there.
+    """
+    address = settings.ray_address
+    if not address:
         # Ray's own switch for single-machine use: the node advertises 127.0.0.1, so a local
         # Ray never talks over a non-loopback interface. Read when ray is first imported.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -26,30 +88,40 @@ def connect(settings: Settings) -> None:
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.WARNING,
-        "runtime_env": {"env_vars": RAY_ENV},
+        "runtime_env": runtime_env(settings),
     }
-    if settings.ray_address:
-        kwargs["address"] = settings.ray_address
-    else:  # a local Ray: loopback only, and a small object store (batches are streamed)
-        kwargs["object_store_memory"] = 512 * 1024 * 1024
-        # Two logical CPUs more than the cores: the source reader and the insert writers
-        # need slots of their own (they take little CPU); without them, one embedding
-        # actor per core starves the reader (tasks/embedding_layout.py).
-        kwargs["num_cpus"] = (os.cpu_count() or 1) + READER_SLOTS
-        # Ray starts workers at nice 15; the embedding actors are the build's main work
-        # and would lose the CPU to every other process on the machine (measured).
-        os.environ.setdefault("RAY_worker_niceness", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:
+        probe(address, settings.ray_connect_timeout_s)
+        try:  # an address given: ray.init joins that cluster, it never starts one
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise ConfigError(
+                f"RAY_ADDRESS={address!r}: cannot join the Ray cluster ({exc})"
+            ) from exc
+        log.info("joined the Ray cluster at %s", address)
+    else:  # a local Ray: loopback only, and a small object store (batches are streamed)
+        _start_local(ray, kwargs)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def _start_local(ray: Any, kwargs: dict[str, Any]) -> None:
+    # Two logical CPUs more than the cores: the source reader and the insert writers need
+    # slots of their own (they take little CPU); without them, one embedding actor per
+    # core starves the reader (tasks/embedding_layout.py).
+    kwargs["num_cpus"] = (os.cpu_count() or 1) + READER_SLOTS
+    # Ray starts workers at nice 15; the embedding actors are the build's main work and
+    # would lose the CPU to every other process on the machine (measured).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     for attempt in (1, 2):
         try:
-            ray.init(**kwargs)
-            break
+            ray.init(object_store_memory=512 * 1024 * 1024, **kwargs)
+            return
         except Exception as exc:  # a local raylet that fails to start once is retried
-            if settings.ray_address or attempt == 2:
+            if attempt == 2:
                 raise
             log.warning("local Ray did not start (%s); retrying once", exc)
             ray.shutdown()
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def disconnect() -> None:

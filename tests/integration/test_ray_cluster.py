@@ -1,0 +1,141 @@
+"""A build on an existing Ray cluster (``RAY_ADDRESS``): two nodes started with ``ray start``.
+
+The cluster's processes cannot import indexpair (tests/support/ray_cluster.py hides the
+editable install from them), so the build working there shows that the code travelled in
+the job's runtime environment.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from indexpair.errors import ConfigError
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways import ray_cluster
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.pair import PairMetadata
+from indexpair.settings import Settings
+from tasks.embedding import embed_into
+from tasks.registry import probe
+from tasks.source import SourceSpec, check_source, sample_texts
+from tests.conftest import DATA_DIR, MODEL_NAME, free_port
+from tests.support.ray_cluster import LocalCluster, tagged, two_node_cluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+SMALL = SourceSpec(uri=str(DATA_DIR / "products_small.parquet"))
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalCluster]:
+    """The two-node cluster; the driver runs from an empty directory (Ray puts the
+    driver's working directory on the workers' path, and ours holds the project)."""
+    monkeypatch.chdir(tmp_path)
+    with two_node_cluster() as running:
+        try:
+            yield running
+        finally:
+            ray_cluster.disconnect()
+    assert tagged(running.tag) == [], "cluster processes left running"
+
+
+def test_cluster_processes_cannot_import_the_project(cluster: LocalCluster) -> None:
+    """The premise of the build test: without the runtime env there is no indexpair."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import indexpair"],
+        env=cluster.env,
+        cwd=cluster.temp_dir,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "No module named 'indexpair'" in done.stderr
+
+
+def test_build_runs_on_an_existing_cluster(
+    stack_settings: Settings, demo_versions: dict[str, str], cluster: LocalCluster
+) -> None:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    settings = stack_settings.model_copy(update={"ray_address": cluster.address, "embed_actors": 2})
+    ref = registry.resolve_version(settings, MODEL_NAME, demo_versions["tfidf"])
+    model = probe(settings, ref, sample_texts(settings, SMALL))
+    summary, ids = check_source(settings, SMALL)
+    name = "it_ray_cluster_build_v1"
+    gateway = MilvusGateway(settings)
+    try:
+        gateway.create_pair_collection(
+            name,
+            PairMetadata(
+                model_name=ref.name,
+                model_version=ref.version,
+                model_uri=ref.uri,
+                dim=model.dim,
+                build_id="test-cluster",
+                source_uri=SMALL.uri,
+                source_fingerprint=summary.fingerprint,
+                source_rows=summary.rows,
+            ),
+        )
+        # Join first (the build then finds Ray connected) to cut the one-file source into
+        # small blocks, so that both embedding actors get work, as with a large corpus.
+        ray_cluster.connect(settings)
+        ray.data.DataContext.get_current().target_max_block_size = 16 * 1024
+        started = time.monotonic()
+        assert embed_into(settings, SMALL, model, name, lambda done: None) == summary.rows
+        build_s = time.monotonic() - started
+        assert gateway.finalize(name) == summary.rows
+        stored = gateway.fetch(name, sorted(ids))
+        assert set(stored) == set(ids)
+        assert all(len(r["vector"]) == model.dim for r in stored.values())
+
+        # It joined the cluster (two live nodes, ours), it did not start a Ray of its own.
+        nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+        assert sorted(nodes.values()) == ["127.0.0.2", "127.0.0.3"]
+        assert ray.get_runtime_context().gcs_address == cluster.address
+
+        # The embedding actors ran on both nodes (Ray Data spreads its actors).
+        actors = list(ray._private.state.actors().values())  # the GCS actor table
+        embedders = [a for a in actors if "MapWorker" in a["ActorClassName"]]
+        actor_nodes = {a["Address"]["NodeID"] for a in embedders}
+        assert actor_nodes == set(nodes), f"embedding actors: {actors}"
+
+        # On each node the code came from the runtime env, with its env_vars.
+        @ray.remote(num_cpus=0)
+        def origin() -> tuple[str, str | None]:
+            import os
+
+            import indexpair
+
+            return indexpair.__file__, os.environ.get("HF_HUB_OFFLINE")
+
+        for node_id in nodes:
+            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+            path, offline = ray.get(origin.options(scheduling_strategy=strategy).remote())
+            assert "runtime_resources" in path and path.startswith(str(cluster.temp_dir)), path
+            assert offline == "1"
+        print(f"cluster start {cluster.start_s:.1f}s, build {build_s:.1f}s")
+    finally:
+        gateway.drop(name)
+        gateway.close()
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_unreachable_cluster_is_a_config_error_in_seconds(scheme: str) -> None:
+    address = f"{scheme}127.0.0.1:{free_port()}"
+    settings = Settings(RAY_ADDRESS=address, ray_connect_timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"RAY_ADDRESS='{address}': no Ray cluster answers"):
+        ray_cluster.connect(settings)
+    assert time.monotonic() - started < 5
+
+
+def test_malformed_address_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="RAY_ADDRESS='ray-head' is not host:port"):
+        ray_cluster.connect(Settings(RAY_ADDRESS="ray-head"))
