@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +44,12 @@ MODEL_NAME = "bench-embedder"
 MODES = ("encode", "insert", "loop", "build")
 LETTER = dict(zip(MODES, "abcd", strict=True))
 MEMORY_TARGET, RATIO_TARGET = 1.3, 0.9
+# On a CUDA machine, unless set: one actor per GPU, fp16, GPU-sized batches.
+GPU_SETTINGS = {
+    "INDEXPAIR_EMBED_NUM_GPUS": "1",
+    "INDEXPAIR_EMBED_BATCH_SIZE": "4096",
+    "INDEXPAIR_EMBED_MODEL_BATCH_SIZE": "512",
+}
 
 
 def _free_port() -> int:
@@ -124,9 +131,15 @@ def _run_size(settings: Any, tmp: Path, docs: int, model_probe: Any, corpus: Pat
     for mode in MODES:
         results[mode] = _measure(mode, job)
         r = results[mode]
+        extra = ""
+        if mode == "build":
+            extra = (
+                f"; first rows stored after {r['first_insert_s']:.1f} s (Ray start, actors "
+                f"loading the model); (d) vs (a) vectors max diff {r['max_diff_vs_a']:.1e}"
+            )
         print(
             f"  ({LETTER[mode]}) {mode:<7} {r['seconds']:8.1f} s {r['docs_per_s']:9.1f} docs/s "
-            f"peak {r['peak_mib']:7.0f} MiB",
+            f"peak {r['peak_mib']:7.0f} MiB{extra}",
             flush=True,
         )
     return results
@@ -161,9 +174,15 @@ def _verdicts(runs: dict[int, dict[str, Any]]) -> list[str]:
     sizes = sorted(runs)
     lines = []
     for docs in sizes:
-        ratio = runs[docs]["build"]["docs_per_s"] / runs[docs]["encode"]["docs_per_s"]
+        build = runs[docs]["build"]
+        ratio = build["docs_per_s"] / runs[docs]["encode"]["docs_per_s"]
         met = "met" if ratio >= RATIO_TARGET else "NOT met"
         lines.append(f"d/a at {docs:,} docs: {ratio:.3f} (target ≥ {RATIO_TARGET}: {met})")
+        stored = "every row once" if build["rows"] == docs else "ROWS MISSING OR DOUBLED"
+        lines.append(
+            f"(d) at {docs:,} docs stored {build['rows']:,} rows ({stored}); vectors equal "
+            f"(a)'s within {build['max_diff_vs_a']:.1e} on {build['checked_rows']} sampled rows"
+        )
     if len(sizes) > 1:
         small, large = runs[sizes[0]]["build"], runs[sizes[-1]]["build"]
         growth = large["peak_mib"] / small["peak_mib"]
@@ -190,8 +209,19 @@ def _environment(backend: str) -> dict[str, str]:
     import torch
 
     if torch.cuda.is_available():  # the same benchmark, unchanged, on a GPU machine
-        env.setdefault("INDEXPAIR_EMBED_NUM_GPUS", os.environ.get("INDEXPAIR_EMBED_NUM_GPUS", "1"))
+        for key, value in GPU_SETTINGS.items():
+            env[key] = os.environ.get(key, value)
     return env
+
+
+def _local_layout(settings: Any, backend: str, rows: int | None = None) -> str:
+    import torch
+
+    from indexpair.gateways.ray_cluster import READER_SLOTS
+    from tasks.embedding_layout import plan
+
+    cpus = (os.cpu_count() or 1) + READER_SLOTS
+    return plan(settings, cpus, torch.cuda.device_count(), backend, rows).describe()
 
 
 def run(sizes: list[int], model: str, backend: str) -> dict[str, Any]:
@@ -206,6 +236,7 @@ def run(sizes: list[int], model: str, backend: str) -> dict[str, Any]:
     device = device_name()
     print(f"machine: {device}; backend: Milvus {backend}; model: {model}", flush=True)
     print(f"settings: {settings.model_dump(include=_TUNING)}", flush=True)
+    print(f"build layout on the local Ray: {_local_layout(settings, backend)}", flush=True)
     started = time.perf_counter()
     stack.up(settings, PROJECT_DIR, ["milvus", "mlflow"])
     runs: dict[int, dict[str, Any]] = {}
@@ -214,7 +245,9 @@ def run(sizes: list[int], model: str, backend: str) -> dict[str, Any]:
         model_probe = _register(settings, model, corpora[min(sizes)])
         print(f"model {model_probe.label}, {model_probe.dim}-dim", flush=True)
         for docs in sizes:
-            print(f"{docs:,} documents:", flush=True)
+            print(
+                f"{docs:,} documents; build: {_local_layout(settings, backend, docs)}:", flush=True
+            )
             runs[docs] = _run_size(settings, tmp, docs, model_probe, corpora[docs])
     finally:
         stack.down(settings)
@@ -225,6 +258,7 @@ def run(sizes: list[int], model: str, backend: str) -> dict[str, Any]:
         "backend": backend,
         "model": model,
         "settings": settings.model_dump(include=_TUNING),
+        "layout": _local_layout(settings, backend),
         "driver_idle_mib": tree_pss_mib(os.getpid()),
         "total_s": time.perf_counter() - started,
         "runs": {str(k): v for k, v in runs.items()},
@@ -241,6 +275,8 @@ _TUNING = {
     "embed_actors",
     "embed_num_gpus",
     "embed_threads",
+    "embed_model_batch_size",
+    "embed_fp16",
     "insert_batch_size",
     "insert_writers",
     "milvus_backend",
@@ -254,6 +290,8 @@ def main() -> None:
     parser.add_argument("--model", choices=["minilm", "tfidf"], default="minilm")
     parser.add_argument("--backend", choices=["lite", "standalone"], default="lite")
     args = parser.parse_args()
+    # A SIGTERM (a timeout, a CI cancel) still stops the services it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run(sorted(args.docs), args.model, args.backend)
 
 

@@ -79,7 +79,8 @@ def _flush(settings: Settings, name: str) -> int:
 
 def encode(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -> dict:
     """(a) The raw model over every text; saves the vectors for (b) and the check of (d)."""
-    texts = document_texts(pq.read_table(spec.uri, columns=spec.text_fields), spec.text_fields)
+    table = pq.read_table(spec.uri, columns=spec.text_fields)
+    texts = [t for b in table.to_batches() for t in document_texts(b, spec.text_fields)]
     run = raw_encoder(settings, probe)
     run(texts[:32])
     started = time.perf_counter()
@@ -93,7 +94,9 @@ def insert(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -
     """(b) Upsert (a)'s vectors, precomputed, in the build's insert batches; flush."""
     table = pq.read_table(spec.uri, columns=[spec.id_field, *spec.text_fields])
     ids = [str(i) for i in table.column(spec.id_field).to_pylist()]
-    hashes = [content_hash(t) for t in document_texts(table, spec.text_fields)]
+    hashes = [
+        content_hash(t) for b in table.to_batches() for t in document_texts(b, spec.text_fields)
+    ]
     vectors = np.load(job["vectors"], mmap_mode="r")
     name = _collection(settings, probe, "insert", job)
     step = settings.insert_batch_size
@@ -128,11 +131,23 @@ def build(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) ->
     from tasks.embedding import embed
 
     name = _collection(settings, probe, "build", job)
+    first: list[float] = []
     started = time.perf_counter()
-    inserted = embed(settings, spec, probe, name, lambda _done: None)
+
+    def progress(_done: int) -> None:
+        if not first:
+            first.append(time.perf_counter() - started)
+
+    inserted = embed(settings, spec, probe, name, progress, rows=job["rows"])
     rows = _flush(settings, name)
     seconds = time.perf_counter() - started
-    return {"rows": rows, "seconds": seconds, "inserted": inserted, **_check(settings, spec, job)}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "inserted": inserted,
+        "first_insert_s": first[0] if first else None,
+        **_check(settings, spec, job),
+    }
 
 
 def _check(settings: Settings, spec: SourceSpec, job: dict) -> dict:

@@ -39,7 +39,7 @@ def model_params(settings: Settings) -> dict[str, Any]:
     return {"batch_size": settings.embed_model_batch_size}
 
 
-def cluster_layout(settings: Settings) -> Layout:
+def cluster_layout(settings: Settings, rows: int | None = None) -> Layout:
     """The layout for the Ray cluster this process is connected to."""
     import ray
 
@@ -49,7 +49,8 @@ def cluster_layout(settings: Settings) -> Layout:
         backend = gateway.server_kind()
     finally:
         gateway.close()
-    return plan(settings, resources.get("CPU", 0.0), resources.get("GPU", 0.0), backend)
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    return plan(settings, cpus, gpus, backend, rows)
 
 
 def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
@@ -76,12 +77,14 @@ def embed_into(
     collection: str,
     on_progress: Callable[[int], None],
     only_ids: frozenset[str] | None = None,
+    rows: int | None = None,
 ) -> int:
     """Embed the source (or only the rows in ``only_ids``) with a Ray actor pool and
-    insert it, batch by batch.
+    insert it, block by block; ``rows`` (how many, when known) sizes the actor pool.
 
-    Writes come from this one process, so writes to the collection are serialized
-    (what Milvus Lite needs); upserts keyed by id make a repeated batch harmless.
+    Reading, embedding and inserting overlap. Upserts come from this one process on
+    Milvus Lite (writes to one collection must be serialized there), from writer actors
+    in parallel on a Milvus server; upserts keyed by id make a repeated batch harmless.
 
     Returns:
         The number of rows inserted.
@@ -89,7 +92,7 @@ def embed_into(
     import ray.data
 
     ray_cluster.connect(settings)
-    layout = cluster_layout(settings)
+    layout = cluster_layout(settings, rows)
     log.info("build layout: %s", layout.describe())
     ray.data.DataContext.get_current().target_max_block_size = STREAM_BLOCK_BYTES
     ds = read_dataset(settings, spec)
@@ -216,15 +219,17 @@ def embed(
     collection: str,
     on_progress: Callable[[int], None],
     only_ids: list[str] | None = None,
+    rows: int | None = None,
 ) -> int:
-    """Embed and insert the source, or only ``only_ids``: on Ray, or here when they are
-    few (``embed_here_max_rows``). Returns the rows inserted."""
+    """Embed and insert the source (``rows`` rows, when known), or only ``only_ids``: on
+    Ray, or here when they are few (``embed_here_max_rows``). Returns the rows inserted."""
     if only_ids is not None and len(only_ids) <= settings.embed_here_max_rows:
         log.info("embedding %d rows in this process (no Ray start-up)", len(only_ids))
         return embed_here(settings, spec, model, collection, on_progress, frozenset(only_ids))
     try:
         wanted = None if only_ids is None else frozenset(only_ids)
-        return embed_into(settings, spec, model, collection, on_progress, wanted)
+        count = rows if wanted is None else len(wanted)
+        return embed_into(settings, spec, model, collection, on_progress, wanted, count)
     finally:
         ray_cluster.disconnect()
 
@@ -264,6 +269,6 @@ def embed_and_insert(
             rate = done / max(now - started, 1e-6)
             logger.info("embedded %d/%d rows (%.0f rows/s)", done, expected_rows, rate)
 
-    rows = embed(settings, spec, model, collection, progress, only_ids)
+    rows = embed(settings, spec, model, collection, progress, only_ids, expected_rows)
     logger.info("inserted %d rows into %s in %.1fs", rows, collection, time.monotonic() - started)
     return rows

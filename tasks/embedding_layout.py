@@ -15,6 +15,9 @@ from indexpair.settings import Settings
 READER_CPUS = 1.0  # the source read and re-batching tasks (light, but each needs a slot)
 WRITER_CPUS = 0.1  # a writer actor mostly waits on Milvus
 SPARE_CPUS = READER_CPUS + 1.0  # kept out of the automatic actor count: reader + writers
+# A model replica costs seconds of start-up (imports, weights); below this many rows per
+# actor, fewer actors with more threads each finish sooner.
+MIN_ROWS_PER_ACTOR = 5000
 SERVER_WRITERS = 4  # parallel writers on a Milvus server; Milvus Lite takes one
 
 
@@ -36,13 +39,18 @@ class Layout(BaseModel):
         )
 
 
-def plan(settings: Settings, cpus: float, gpus: float, backend: str) -> Layout:
-    """The layout for a cluster with ``cpus``/``gpus`` logical resources.
+def plan(
+    settings: Settings, cpus: float, gpus: float, backend: str, rows: int | None = None
+) -> Layout:
+    """The layout for a cluster with ``cpus``/``gpus`` logical resources, for ``rows``
+    rows to embed (when known).
 
     On the CPU one single-threaded actor per core beats one actor using every core
     (measured: 2 × 1 thread ≈ 1.15–1.3× 1 × 2 threads on 2 cores), so that is the
     default. Two logical CPUs stay out of the count: one for reading the source, one
-    shared by the insert writers (a local Ray has the cores plus those two).
+    shared by the insert writers (a local Ray has the cores plus those two). A small
+    build gets fewer actors, one per ``MIN_ROWS_PER_ACTOR`` rows, with the cores shared
+    out among them.
 
     Raises:
         ConfigError: the settings ask for more than the cluster has (Ray would wait
@@ -58,6 +66,9 @@ def plan(settings: Settings, cpus: float, gpus: float, backend: str) -> Layout:
     else:
         threads = settings.embed_threads or 1
         actors = max(1, int((cpus - SPARE_CPUS) // threads))
+        if rows is not None and actors > max(1, rows // MIN_ROWS_PER_ACTOR):
+            actors = max(1, rows // MIN_ROWS_PER_ACTOR)
+            threads = settings.embed_threads or max(1, int((cpus - SPARE_CPUS) // actors))
     writers = settings.insert_writers or (1 if backend == "lite" else SERVER_WRITERS)
     layout = Layout(
         actors=actors,

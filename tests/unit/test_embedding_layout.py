@@ -17,25 +17,31 @@ def settings(**values: object) -> Settings:
 
 
 @pytest.mark.parametrize(
-    ("values", "cpus", "gpus", "backend", "expected"),
+    ("values", "cpus", "gpus", "backend", "expected", "rows"),
     [
         # A local Ray on 2 cores has 4 logical CPUs: one actor per core, a slot to read
         # and one for the writers.
-        ({}, 4, 0, "lite", (2, 1, 1.0, 0.0, 1)),
-        ({}, 18, 0, "lite", (16, 1, 1.0, 0.0, 1)),
-        ({}, 2, 0, "lite", (1, 1, 1.0, 0.0, 1)),
+        ({}, 4, 0, "lite", (2, 1, 1.0, 0.0, 1), None),
+        ({}, 18, 0, "lite", (16, 1, 1.0, 0.0, 1), None),
+        ({}, 2, 0, "lite", (1, 1, 1.0, 0.0, 1), None),
         # A Milvus server takes several writers; Milvus Lite one.
-        ({}, 4, 0, "standalone", (2, 1, 1.0, 0.0, 4)),
-        ({"insert_writers": 2}, 4, 0, "standalone", (2, 1, 1.0, 0.0, 2)),
-        ({"insert_writers": 3}, 4, 0, "lite", (2, 1, 1.0, 0.0, 3)),
+        ({}, 4, 0, "standalone", (2, 1, 1.0, 0.0, 4), None),
+        ({"insert_writers": 2}, 4, 0, "standalone", (2, 1, 1.0, 0.0, 2), None),
+        ({"insert_writers": 3}, 4, 0, "lite", (2, 1, 1.0, 0.0, 3), None),
         # Actors given: the cores are shared out among them.
-        ({"embed_actors": 1}, 4, 0, "lite", (1, 2, 2.0, 0.0, 1)),
-        ({"embed_actors": 3}, 14, 0, "lite", (3, 4, 4.0, 0.0, 1)),
-        ({"embed_threads": 2}, 10, 0, "lite", (4, 2, 2.0, 0.0, 1)),
+        ({"embed_actors": 1}, 4, 0, "lite", (1, 2, 2.0, 0.0, 1), None),
+        ({"embed_actors": 3}, 14, 0, "lite", (3, 4, 4.0, 0.0, 1), None),
+        ({"embed_threads": 2}, 10, 0, "lite", (4, 2, 2.0, 0.0, 1), None),
+        # A small build: fewer actors (one per 5,000 rows), the cores shared out.
+        ({}, 4, 0, "lite", (2, 1, 1.0, 0.0, 1), 10_000),
+        ({}, 4, 0, "lite", (1, 2, 2.0, 0.0, 1), 9_999),
+        ({}, 4, 0, "lite", (1, 2, 2.0, 0.0, 1), 800),
+        ({}, 18, 0, "lite", (3, 5, 5.0, 0.0, 1), 15_000),
+        ({"embed_actors": 2}, 4, 0, "lite", (2, 1, 1.0, 0.0, 1), 800),
         # GPUs: one actor per GPU (or per share of one), one thread each.
-        ({"embed_num_gpus": 1.0}, 17, 4, "lite", (4, 1, 1.0, 1.0, 1)),
-        ({"embed_num_gpus": 0.5}, 17, 1, "standalone", (2, 1, 1.0, 0.5, 4)),
-        ({"embed_num_gpus": 1.0, "embed_actors": 1}, 17, 8, "lite", (1, 1, 1.0, 1.0, 1)),
+        ({"embed_num_gpus": 1.0}, 17, 4, "lite", (4, 1, 1.0, 1.0, 1), None),
+        ({"embed_num_gpus": 0.5}, 17, 1, "standalone", (2, 1, 1.0, 0.5, 4), None),
+        ({"embed_num_gpus": 1.0, "embed_actors": 1}, 17, 8, "lite", (1, 1, 1.0, 1.0, 1), None),
     ],
 )
 def test_layout(
@@ -44,8 +50,9 @@ def test_layout(
     gpus: float,
     backend: str,
     expected: tuple[int, int, float, float, int],
+    rows: int | None,
 ) -> None:
-    layout = plan(settings(**values), cpus, gpus, backend)
+    layout = plan(settings(**values), cpus, gpus, backend, rows)
     got = (
         layout.actors,
         layout.threads,
