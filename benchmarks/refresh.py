@@ -72,7 +72,7 @@ def _register(settings: Any, model: str, corpus: Path) -> str:
     return log_tfidf_model(texts, MODEL_NAME, settings.state_dir, {"bench": "refresh"})
 
 
-def _meta(probe: Any, spec: Any, name: str, rows: int) -> Any:
+def pair_meta(probe: Any, spec: Any, name: str, rows: int) -> Any:
     from indexpair.pair import PairMetadata
 
     return PairMetadata(
@@ -92,7 +92,7 @@ def _build(settings: Any, spec: Any, probe: Any, name: str, rows: int, times: di
     from tasks.collections import create, finalize
     from tasks.embedding import embed
 
-    meta = _meta(probe, spec, name, rows)
+    meta = pair_meta(probe, spec, name, rows)
     _timed("create collection", times, lambda: create(settings, name, meta))
     _timed("embed + insert (Ray)", times, lambda: embed(settings, spec, probe, name, print_nothing))
     _timed("flush + load + count", times, lambda: finalize(settings, name, rows))
@@ -110,7 +110,7 @@ def _refresh(
     from tasks.refresh import compare, copy_unchanged
 
     changes = _timed("compare content hashes", times, lambda: compare(settings, spec, live))
-    meta = _meta(probe, spec, name, rows)
+    meta = pair_meta(probe, spec, name, rows)
     _timed("create collection", times, lambda: create(settings, name, meta))
     _timed("copy unchanged vectors", times, lambda: copy_unchanged(settings, changes, name))
     where = "here" if len(changes.to_embed) <= settings.embed_here_max_rows else "Ray"

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from benchmarks.refresh import pair_meta
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.pair import PairMetadata
 from indexpair.settings import Settings, load_settings
 from tasks.collections import create
 from tasks.embedding import model_params
@@ -54,16 +54,7 @@ def _collection(settings: Settings, probe: ModelProbe, mode: str, job: dict) -> 
         gateway.drop(name)
     finally:
         gateway.close()
-    meta = PairMetadata(
-        model_name=probe.ref.name,
-        model_version=probe.ref.version,
-        model_uri=probe.ref.uri,
-        dim=probe.dim,
-        build_id=f"b{job['rows']}",
-        source_uri=job["corpus"],
-        source_fingerprint="bench",
-        source_rows=job["rows"],
-    )
+    meta = pair_meta(probe, SourceSpec(uri=job["corpus"]), name, job["rows"])
     create(settings, name, meta)
     return name
 

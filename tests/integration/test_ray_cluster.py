@@ -19,12 +19,12 @@ from indexpair.errors import ConfigError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
 from tasks.embedding import embed_into
 from tasks.registry import probe
 from tasks.source import SourceSpec, check_source, sample_texts
 from tests.conftest import DATA_DIR, MODEL_NAME, free_port
+from tests.support.pairs import create_test_pair
 from tests.support.ray_cluster import LocalCluster, tagged, two_node_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -70,23 +70,7 @@ def test_build_runs_on_an_existing_cluster(
     name = "it_ray_cluster_build_v1"
     gateway = MilvusGateway(settings)
     try:
-        gateway.create_pair_collection(
-            name,
-            PairMetadata(
-                model_name=ref.name,
-                model_version=ref.version,
-                model_uri=ref.uri,
-                dim=model.dim,
-                build_id="test-cluster",
-                source_uri=SMALL.uri,
-                source_fingerprint=summary.fingerprint,
-                source_rows=summary.rows,
-            ),
-        )
-        # Join first (the build then finds Ray connected) to cut the one-file source into
-        # small blocks, so that both embedding actors get work, as with a large corpus.
-        ray_cluster.connect(settings)
-        ray.data.DataContext.get_current().target_max_block_size = 16 * 1024
+        create_test_pair(gateway, name, model, summary, SMALL.uri, build_id="test-cluster")
         started = time.monotonic()
         assert embed_into(settings, SMALL, model, name, lambda done: None) == summary.rows
         build_s = time.monotonic() - started

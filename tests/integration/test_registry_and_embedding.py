@@ -11,13 +11,13 @@ import pytest
 from indexpair.errors import ModelOutputError, RegistryError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
 from tasks.embedding import embed, embed_into
-from tasks.registry import ModelProbe, probe
-from tasks.source import SourceSpec, SourceSummary, check_source, sample_texts
+from tasks.registry import probe
+from tasks.source import SourceSpec, check_source, sample_texts
 from tests.conftest import DATA_DIR, MODEL_NAME
 from tests.integration.conftest import FAULTY_MODEL
+from tests.support.pairs import create_test_pair
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 SMALL = SourceSpec(uri=str(DATA_DIR / "products_small.parquet"))
@@ -66,30 +66,13 @@ def test_resolve_errors(
         registry.resolve_version(stack_settings, name, version)
 
 
-def _create(gateway: MilvusGateway, name: str, model: ModelProbe, summary: SourceSummary) -> None:
-    ref = model.ref
-    gateway.create_pair_collection(
-        name,
-        PairMetadata(
-            model_name=ref.name,
-            model_version=ref.version,
-            model_uri=ref.uri,
-            dim=model.dim,
-            build_id="test",
-            source_uri=SMALL.uri,
-            source_fingerprint=summary.fingerprint,
-            source_rows=summary.rows,
-        ),
-    )
-
-
 def _build(settings: Settings, fault_version: str, name: str) -> int:
     ref = registry.resolve_version(settings, FAULTY_MODEL, fault_version)
     model = probe(settings, ref, sample_texts(settings, SMALL))
     summary, _ = check_source(settings, SMALL)
     gateway = MilvusGateway(settings)
     try:
-        _create(gateway, name, model, summary)
+        create_test_pair(gateway, name, model, summary, SMALL.uri)
         return embed_into(settings, SMALL, model, name, lambda done: None)
     finally:
         gateway.drop(name)
@@ -105,7 +88,7 @@ def test_ray_build_inserts_every_row_once(
     name = "it_ray_build_v1"
     gateway = MilvusGateway(milvus_backend)
     try:
-        _create(gateway, name, model, summary)
+        create_test_pair(gateway, name, model, summary, SMALL.uri)
         seen: list[int] = []
         assert embed_into(milvus_backend, SMALL, model, name, seen.append) == summary.rows
         assert gateway.finalize(name) == summary.rows
@@ -157,7 +140,7 @@ def test_a_few_rows_embed_the_same_here_and_on_ray(
         for where, limit in (("here", len(wanted)), ("ray", 0)):
             settings = milvus_backend.model_copy(update={"embed_here_max_rows": limit})
             name = f"it_delta_{where}"
-            _create(gateway, name, model, summary)
+            create_test_pair(gateway, name, model, summary, SMALL.uri)
             assert embed(settings, SMALL, model, name, lambda done: None, wanted) == len(wanted)
             assert gateway.finalize(name) == len(wanted)
             stored[where] = gateway.fetch(name, wanted)
