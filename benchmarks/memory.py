@@ -52,7 +52,7 @@ def tree_pss_mib(root: int) -> float:
 class PeakMemory:
     """Samples a process tree's PSS in a background thread; ``peak_mib`` is the maximum."""
 
-    def __init__(self, root: int, every_s: float = 0.25) -> None:
+    def __init__(self, root: int, every_s: float = 1.0) -> None:
         self.root, self.every_s, self.peak_mib = root, every_s, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -23,7 +23,7 @@ from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings, load_settings
 from tasks.collections import create
-from tasks.embedding import model_params
+from tasks.embedding_layout import forward_batch
 from tasks.registry import ModelProbe
 from tasks.source import SourceSpec, content_hash, document_texts, iter_batches
 
@@ -34,12 +34,14 @@ def raw_encoder(settings: Settings, probe: ModelProbe) -> Callable[[list[str]], 
     """The model's own encode function, under the pyfunc wrapper, set up as the build's."""
     inner = registry.load_model(probe.local_path).unwrap_python_model()
     if hasattr(inner, "model"):  # sentence-transformers
-        st, params = inner.model, model_params(settings)
-        if not settings.embed_fp16 and st.device.type == "cuda":
+        st = inner.model
+        on_gpu = st.device.type == "cuda"
+        if not settings.embed_fp16 and on_gpu:
             st.float()
+        batch = forward_batch(settings, on_gpu)  # the build's actors use the same
         return lambda texts: st.encode(
             texts,
-            batch_size=params.get("batch_size", 64),
+            batch_size=batch,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,

@@ -101,8 +101,11 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(
         256, ge=1, description="Rows per batch handed to an embedding actor (GPU: 2048-8192)"
     )
-    embed_model_batch_size: int = Field(
-        64, ge=1, description="Texts per forward pass of the model (GPU: 256-1024)"
+    embed_model_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Texts per forward pass of the model; default: 16 on the CPU (less "
+        "padding), 256 on a GPU",
     )
     embed_actors: int | None = Field(
         None,

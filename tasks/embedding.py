@@ -19,7 +19,7 @@ from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
 from tasks.embedding_actors import BatchEmbedder, BatchWriter, keep_ids
-from tasks.embedding_layout import WRITER_CPUS, Layout, plan
+from tasks.embedding_layout import WRITER_CPUS, Layout, forward_batch, plan
 from tasks.registry import ModelProbe
 from tasks.source import (
     SourceSpec,
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 # Small blocks, so embedded batches reach the writer as they are made, not one block per
 # source file at the end (Ray Data's default block size is 128 MiB).
 STREAM_BLOCK_BYTES = 1024 * 1024
-
-
-def model_params(settings: Settings) -> dict[str, Any]:
-    """Parameters for the model's ``predict`` (its forward batch size)."""
-    return {"batch_size": settings.embed_model_batch_size}
 
 
 def cluster_layout(settings: Settings, rows: int | None = None) -> Layout:
@@ -106,7 +101,9 @@ def embed_into(
     ds = ds.repartition(target_num_rows_per_block=settings.embed_batch_size)
     ds = ds.map_batches(
         BatchEmbedder,
-        fn_constructor_kwargs=_embedder_kwargs(settings, spec, model, layout.threads),
+        fn_constructor_kwargs=_embedder_kwargs(
+            settings, spec, model, layout.threads, layout.forward_batch
+        ),
         batch_size=settings.embed_batch_size,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=layout.actors),
@@ -178,8 +175,11 @@ def embed_here(
     For a refresh's small delta, where starting Ray and its actors would cost more than
     the embedding itself (measured: ``benchmarks/refresh.py``).
     """
+    import torch
+
     threads = settings.embed_threads or os.cpu_count() or 1
-    embedder = BatchEmbedder(**_embedder_kwargs(settings, spec, model, threads))
+    batch = forward_batch(settings, on_gpu=torch.cuda.is_available())
+    embedder = BatchEmbedder(**_embedder_kwargs(settings, spec, model, threads, batch))
 
     # At most ``embed_here_max_rows`` rows: gather them, then encode in full batches
     # (one predict call per few matching rows would cost more than the encoding).
@@ -196,7 +196,7 @@ def embed_here(
 
 
 def _embedder_kwargs(
-    settings: Settings, spec: SourceSpec, model: ModelProbe, threads: int
+    settings: Settings, spec: SourceSpec, model: ModelProbe, threads: int, batch: int
 ) -> dict[str, Any]:
     return {
         "model_path": model.local_path,
@@ -208,7 +208,7 @@ def _embedder_kwargs(
         "threads": threads,
         "dim": model.dim,
         "fp16": settings.embed_fp16,
-        "model_batch_size": settings.embed_model_batch_size,
+        "model_batch_size": batch,
     }
 
 

@@ -33,7 +33,7 @@ class BatchEmbedder:
         threads: int,
         dim: int,
         fp16: bool = True,
-        model_batch_size: int = 64,
+        model_batch_size: int = 16,
     ) -> None:
         import torch
 

@@ -25,7 +25,7 @@ from tasks.registry import probe
 from tasks.source import SourceSpec, check_source, sample_texts
 from tests.conftest import DATA_DIR, MODEL_NAME, free_port
 from tests.support.pairs import create_test_pair
-from tests.support.ray_cluster import LocalCluster, tagged, two_node_cluster
+from tests.support.ray_cluster import LocalCluster, members, two_node_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 SMALL = SourceSpec(uri=str(DATA_DIR / "products_small.parquet"))
@@ -41,7 +41,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalCl
             yield running
         finally:
             ray_cluster.disconnect()
-    assert tagged(running.tag) == [], "cluster processes left running"
+    assert members(running) == [], "cluster processes left running"
 
 
 def test_cluster_processes_cannot_import_the_project(cluster: LocalCluster) -> None:

@@ -3,8 +3,9 @@
 The cluster's processes run without the project on their import path: the editable
 install's finder is removed at interpreter start (a ``sitecustomize`` on PYTHONPATH), so
 a worker can import ``indexpair`` only from what the job ships in its runtime env.
-Every process of the cluster carries a tag in its environment; stopping kills exactly
-the processes with that tag (``ray stop`` would kill every Ray on the machine).
+Every process of the cluster carries a tag in its environment and runs in the cluster's
+temp dir; stopping kills exactly those processes (``ray stop`` would kill every Ray on
+the machine) and waits until they are gone.
 """
 
 from __future__ import annotations
@@ -98,19 +99,32 @@ def cluster_env(hide_dir: Path, tag: str) -> dict[str, str]:
     return env
 
 
-def tagged(tag: str) -> list[int]:
-    """Pids of the processes whose environment carries this cluster's tag (Linux /proc)."""
-    marker = f"{TAG}={tag}".encode()
+def members(cluster: LocalCluster) -> list[int]:
+    """Pids of this cluster's processes (Linux /proc): those whose environment carries
+    the cluster's tag, or whose working directory or an open file lies in its temp dir.
+    Ray's agents rename themselves with setproctitle, which overwrites the environment
+    /proc shows, so the tag alone misses them; they keep the cwd and their log files."""
+    marker = f"{TAG}={cluster.tag}".encode()
+    root = str(cluster.temp_dir)
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
+            if marker in (entry / "environ").read_bytes().split(b"\0") or _inside(
+                os.readlink(entry / "cwd"), root
+            ):
+                found.append(int(entry.name))
+                continue
+            if any(_inside(os.readlink(fd), root) for fd in (entry / "fd").iterdir()):
                 found.append(int(entry.name))
         except OSError:
             continue
     return found
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")
 
 
 def _signal(pids: list[int], signum: int) -> None:
@@ -119,13 +133,19 @@ def _signal(pids: list[int], signum: int) -> None:
             os.kill(pid, signum)
 
 
-def stop(tag: str, grace_s: float = 5.0) -> None:
-    """Terminate, then kill, exactly the processes tagged for one cluster."""
-    _signal(tagged(tag), signal.SIGTERM)
+def stop(cluster: LocalCluster, grace_s: float = 5.0, kill_s: float = 15.0) -> None:
+    """Terminate, then kill, exactly the processes of one cluster, and wait until
+    they are gone. Kills are repeated: a process the cluster forks while it is being
+    stopped (Ray starts agents late) is not in an earlier sweep, and a killed process
+    stays readable in /proc for a moment while it exits."""
+    _signal(members(cluster), signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while tagged(tag) and time.monotonic() < deadline:
+    while members(cluster) and time.monotonic() < deadline:
         time.sleep(0.2)
-    _signal(tagged(tag), signal.SIGKILL)
+    deadline = time.monotonic() + kill_s
+    while (left := members(cluster)) and time.monotonic() < deadline:
+        _signal(left, signal.SIGKILL)
+        time.sleep(0.2)
 
 
 @contextmanager
@@ -151,5 +171,5 @@ def two_node_cluster() -> Iterator[LocalCluster]:
         cluster.start_s = time.monotonic() - started
         yield cluster
     finally:
-        stop(tag)
+        stop(cluster)
         shutil.rmtree(temp_dir, ignore_errors=True)

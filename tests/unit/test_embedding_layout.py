@@ -84,4 +84,21 @@ def test_a_layout_the_cluster_cannot_hold_is_refused(
 
 def test_describe_names_the_layout() -> None:
     layout = plan(settings(), 4, 0, "standalone")
-    assert layout.describe() == "2 embedding actor(s) × 1 thread(s) (CPU), 4 writer(s)"
+    assert layout.describe() == (
+        "2 embedding actor(s) × 1 thread(s) (CPU), forward batch 16, 4 writer(s)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "gpus", "expected"),
+    [
+        ({}, 0, 16),  # the CPU: small batches pad less
+        ({"embed_num_gpus": 1.0}, 1, 256),  # a GPU: big ones
+        ({"embed_model_batch_size": 48}, 0, 48),
+        ({"embed_model_batch_size": 48, "embed_num_gpus": 1.0}, 1, 48),
+    ],
+)
+def test_forward_batch_follows_the_device_unless_set(
+    values: dict[str, object], gpus: float, expected: int
+) -> None:
+    assert plan(settings(**values), 17, gpus, "lite").forward_batch == expected
