@@ -217,11 +217,10 @@ def _environment(backend: str) -> dict[str, str]:
 def _local_layout(settings: Any, backend: str, rows: int | None = None) -> str:
     import torch
 
-    from indexpair.gateways.ray_cluster import READER_SLOTS
+    from indexpair.gateways.ray_cluster import local_cpus
     from tasks.embedding_layout import plan
 
-    cpus = (os.cpu_count() or 1) + READER_SLOTS
-    return plan(settings, cpus, torch.cuda.device_count(), backend, rows).describe()
+    return plan(settings, local_cpus(), torch.cuda.device_count(), backend, rows).describe()
 
 
 def run(sizes: list[int], model: str, backend: str) -> dict[str, Any]:

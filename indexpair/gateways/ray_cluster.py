@@ -105,11 +105,15 @@ def connect(settings: Settings) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
+def local_cpus() -> int:
+    """Logical CPUs a local Ray gets: the cores plus two, because the source reader and
+    the insert writers need slots of their own (they take little CPU); without them, one
+    embedding actor per core starves the reader (tasks/embedding_layout.py)."""
+    return (os.cpu_count() or 1) + READER_SLOTS
+
+
 def _start_local(ray: Any, kwargs: dict[str, Any]) -> None:
-    # Two logical CPUs more than the cores: the source reader and the insert writers need
-    # slots of their own (they take little CPU); without them, one embedding actor per
-    # core starves the reader (tasks/embedding_layout.py).
-    kwargs["num_cpus"] = (os.cpu_count() or 1) + READER_SLOTS
+    kwargs["num_cpus"] = local_cpus()
     # Ray starts workers at nice 15; the embedding actors are the build's main work and
     # would lose the CPU to every other process on the machine (measured).
     os.environ.setdefault("RAY_worker_niceness", "0")
