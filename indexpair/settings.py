@@ -99,7 +99,10 @@ class Settings(BaseSettings):
 
     # -- the build (tasks/embedding.py); defaults measured with benchmarks/reindex.py ------
     embed_batch_size: int = Field(
-        256, ge=1, description="Rows per batch handed to an embedding actor (GPU: 2048-8192)"
+        1024,
+        ge=1,
+        description="Rows per batch handed to an embedding actor (the last ones are a "
+        "quarter of it); GPU: 2048-8192",
     )
     embed_model_batch_size: int | None = Field(
         None,
@@ -111,7 +114,7 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="Embedding actors (model replicas); default: one per core on the CPU "
-        "(one core kept for reading), or one per GPU",
+        "(one more logical CPU for the insert writers), or one per GPU",
     )
     embed_num_gpus: float = Field(
         0.0, ge=0, description="GPUs each embedding actor asks Ray for (0: CPU only)"

@@ -1,15 +1,14 @@
-"""Embedding stage: Ray Data parallel embedding, streamed into Milvus insertion."""
+"""Embedding stage: parallel embedding on a pool of Ray actors, streamed into Milvus."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
@@ -18,20 +17,14 @@ from indexpair.errors import ModelOutputError
 from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
-from tasks.embedding_actors import BatchEmbedder, BatchWriter, keep_ids
-from tasks.embedding_layout import WRITER_CPUS, Layout, forward_batch, plan
+from tasks import embedding_pool as pool
+from tasks.embedding_actors import BatchEmbedder
+from tasks.embedding_layout import Layout, forward_batch, plan
+from tasks.embedding_pool import keep_rows
 from tasks.registry import ModelProbe
-from tasks.source import (
-    SourceSpec,
-    filesystem,
-    iter_batches,
-    source_format,
-)
+from tasks.source import SourceSpec, iter_batches
 
 log = logging.getLogger(__name__)
-# Small blocks, so embedded batches reach the writer as they are made, not one block per
-# source file at the end (Ray Data's default block size is 128 MiB).
-STREAM_BLOCK_BYTES = 1024 * 1024
 
 
 def cluster_layout(settings: Settings, rows: int | None = None) -> Layout:
@@ -48,23 +41,6 @@ def cluster_layout(settings: Settings, rows: int | None = None) -> Layout:
     return plan(settings, cpus, gpus, backend, rows)
 
 
-def read_dataset(settings: Settings, spec: SourceSpec) -> Any:
-    """A Ray dataset over the id and text columns of the source."""
-    import ray.data
-
-    fs, path = filesystem(settings, spec.uri)
-    columns = [spec.id_field, *spec.text_fields]
-    fmt = source_format(spec.uri)
-    if fmt == "parquet":
-        return ray.data.read_parquet(path, filesystem=fs).select_columns(columns)
-    ds = (
-        ray.data.read_csv(path, filesystem=fs)
-        if fmt == "csv"
-        else ray.data.read_json(path, filesystem=fs, lines=True)
-    )
-    return ds.select_columns(columns)
-
-
 def embed_into(
     settings: Settings,
     spec: SourceSpec,
@@ -74,59 +50,37 @@ def embed_into(
     only_ids: frozenset[str] | None = None,
     rows: int | None = None,
 ) -> int:
-    """Embed the source (or only the rows in ``only_ids``) with a Ray actor pool and
-    insert it, block by block; ``rows`` (how many, when known) sizes the actor pool.
+    """Embed the source (or only the rows in ``only_ids``) with a pool of Ray actors and
+    insert it, batch by batch; ``rows`` (how many, when known) sizes the pool and the
+    last, smaller batches.
 
-    Reading, embedding and inserting overlap. Upserts come from this one process on
-    Milvus Lite (writes to one collection must be serialized there), from writer actors
-    in parallel on a Milvus server; upserts keyed by id make a repeated batch harmless.
+    Reading, embedding and inserting overlap: this process reads the source and feeds
+    the actors (``tasks/embedding_pool.py``) while they embed. Upserts come from this one
+    process on Milvus Lite (writes to one collection must be serialized there), from
+    writer actors in parallel on a Milvus server; upserts keyed by id make a repeated
+    batch harmless.
 
     Returns:
         The number of rows inserted.
     """
-    import ray.data
-
     ray_cluster.connect(settings)
     layout = cluster_layout(settings, rows)
     log.info("build layout: %s", layout.describe())
-    ray.data.DataContext.get_current().target_max_block_size = STREAM_BLOCK_BYTES
-    ds = read_dataset(settings, spec)
-    if only_ids is not None:
-        ds = ds.map_batches(
-            keep_ids,
-            fn_kwargs={"id_field": spec.id_field, "wanted": only_ids},
-            batch_format="pandas",
-        )
-    # One embedding batch per block, so each actor call's output streams on at once.
-    ds = ds.repartition(target_num_rows_per_block=settings.embed_batch_size)
-    ds = ds.map_batches(
-        BatchEmbedder,
-        fn_constructor_kwargs=_embedder_kwargs(
-            settings, spec, model, layout.threads, layout.forward_batch
-        ),
-        batch_size=settings.embed_batch_size,
-        batch_format="pandas",
-        compute=ray.data.ActorPoolStrategy(size=layout.actors),
-        num_cpus=layout.cpus_per_actor,
-        num_gpus=layout.gpus_per_actor or None,
+    embedders = pool.start_embedders(
+        layout, _embedder_kwargs(settings, spec, model, layout.threads, layout.forward_batch)
     )
+    tables = (keep_rows(b, spec.id_field, only_ids) for b in iter_batches(settings, spec))
+    batches = pool.embedding_batches(tables, settings.embed_batch_size, rows, layout.actors)
+    finished = pool.embedded(embedders, batches)
     if layout.writers == 1:  # Milvus Lite: this process is the only writer
-        batches = ds.iter_batches(batch_size=settings.insert_batch_size, batch_format="numpy")
-        return insert_batches(settings, collection, batches, on_progress)
-    written = ds.map_batches(
-        BatchWriter,
-        fn_constructor_kwargs={"settings": settings, "collection": collection},
-        batch_size=settings.insert_batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=layout.writers),
-        num_cpus=WRITER_CPUS,
-    )
+        gathered = pool.gathered(finished, settings.insert_batch_size)
+        return insert_batches(settings, collection, gathered, on_progress)
+    writers = pool.start_writers(layout, settings, collection)
     inserted = 0
-    for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
-        failed = [str(e) for e in batch["error"] if e]
-        if failed:
-            raise ModelOutputError(failed[0])
-        inserted += int(batch["inserted"].sum())
+    for count, error in pool.written(finished, writers, settings.insert_batch_size):
+        if error:
+            raise ModelOutputError(error)
+        inserted += count
         on_progress(inserted)
     return inserted
 
@@ -181,18 +135,12 @@ def embed_here(
     batch = forward_batch(settings, on_gpu=torch.cuda.is_available())
     embedder = BatchEmbedder(**_embedder_kwargs(settings, spec, model, threads, batch))
 
-    # At most ``embed_here_max_rows`` rows: gather them, then encode in full batches
-    # (one predict call per few matching rows would cost more than the encoding).
-    batches = iter_batches(settings, spec)
-    picked = [keep_ids(b.to_pandas(), spec.id_field, only_ids) for b in batches]
-    rows = pd.concat(picked, ignore_index=True) if picked else pd.DataFrame()
-    size = settings.embed_batch_size
-
-    def embedded() -> Iterator[dict[str, Any]]:
-        for start in range(0, len(rows), size):
-            yield embedder(rows.iloc[start : start + size])
-
-    return insert_batches(settings, collection, embedded(), on_progress)
+    # Full batches of the matching rows (one predict call per few rows would cost more
+    # than the encoding).
+    tables = (keep_rows(b, spec.id_field, only_ids) for b in iter_batches(settings, spec))
+    batches = pool.embedding_batches(tables, settings.embed_batch_size, None, 1)
+    embedded = (embedder.embed_table(t) for t in batches)
+    return insert_batches(settings, collection, embedded, on_progress)
 
 
 def _embedder_kwargs(

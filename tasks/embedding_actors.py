@@ -1,4 +1,4 @@
-"""The Ray side of the build: the embedding and writer actors, and the id filter.
+"""The Ray side of the build: the embedding and writer actors.
 
 Ray imports this module in every actor, so it stays free of Prefect and of the flow
 code: an actor that starts faster embeds sooner.
@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from indexpair.documents import content_hash, document_texts
 from indexpair.errors import ModelOutputError
@@ -20,7 +21,7 @@ from indexpair.settings import Settings
 
 
 class BatchEmbedder:
-    """Ray Data callable class: loads the model once per actor, then embeds batches."""
+    """Loads the model once (a Ray actor, or in the flow's process), then embeds batches."""
 
     def __init__(
         self,
@@ -52,6 +53,10 @@ class BatchEmbedder:
         self.text_fields = text_fields
         self.dim = dim
 
+    def embed_table(self, table: pa.Table) -> dict[str, np.ndarray]:
+        """:meth:`__call__` for a batch as the pool sends it (an Arrow table)."""
+        return self(table.to_pandas())
+
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         texts = document_texts({f: batch[f] for f in self.text_fields}, self.text_fields)
         try:
@@ -78,7 +83,7 @@ class BatchEmbedder:
 
 
 class BatchWriter:
-    """Ray Data callable class: one Milvus connection per actor, upserting embedded batches.
+    """A Ray actor with one Milvus connection, upserting embedded batches.
 
     Used where the backend takes concurrent writers (a Milvus server); on Milvus Lite the
     driver writes alone. Reports a batch's model error instead of raising it (as above).
@@ -88,17 +93,19 @@ class BatchWriter:
         self.gateway = MilvusGateway(settings)
         self.collection = collection
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        failed = [str(e) for e in batch["error"] if e]
-        if failed:
-            return {"inserted": np.zeros(1, dtype=np.int64), "error": np.array(failed[:1])}
+    def write(self, *batches: dict[str, np.ndarray]) -> tuple[int, str]:
+        """Upsert the batches as one; returns (rows upserted, the first model error)."""
+        for batch in batches:
+            failed = [str(e) for e in batch["error"] if e]
+            if failed:
+                return 0, failed[0]
         count = self.gateway.insert(
             self.collection,
-            [str(i) for i in batch["id"]],
-            [str(h) for h in batch["content_hash"]],
-            np.asarray(batch["vector"], dtype=np.float32),
+            [str(i) for b in batches for i in b["id"]],
+            [str(h) for b in batches for h in b["content_hash"]],
+            np.concatenate([np.asarray(b["vector"], dtype=np.float32) for b in batches]),
         )
-        return {"inserted": np.array([count], dtype=np.int64), "error": np.array([""])}
+        return count, ""
 
 
 def use_fp16(model: Any, enabled: bool) -> None:
@@ -107,8 +114,3 @@ def use_fp16(model: Any, enabled: bool) -> None:
     st = getattr(inner, "model", None)
     if st is not None and getattr(st, "device", None) is not None and st.device.type == "cuda":
         st.half() if enabled else st.float()
-
-
-def keep_ids(batch: pd.DataFrame, id_field: str, wanted: frozenset[str]) -> pd.DataFrame:
-    """The rows of a batch whose id is in ``wanted`` (a refresh embeds only those)."""
-    return batch[batch[id_field].astype(str).isin(wanted)]

@@ -12,9 +12,8 @@ from pydantic import BaseModel
 from indexpair.errors import ConfigError
 from indexpair.settings import Settings
 
-READER_CPUS = 1.0  # the source read and re-batching tasks (light, but each needs a slot)
 WRITER_CPUS = 0.1  # a writer actor mostly waits on Milvus
-SPARE_CPUS = READER_CPUS + 1.0  # kept out of the automatic actor count: reader + writers
+WRITER_SLOT = 1.0  # kept out of the automatic actor count, for the insert writers
 # A model replica costs seconds of start-up (imports, weights); below this many rows per
 # actor, fewer actors with more threads each finish sooner.
 MIN_ROWS_PER_ACTOR = 5000
@@ -61,8 +60,8 @@ def plan(
 
     On the CPU one single-threaded actor per core beats one actor using every core
     (measured: 2 × 1 thread ≈ 1.15–1.3× 1 × 2 threads on 2 cores), so that is the
-    default. Two logical CPUs stay out of the count: one for reading the source, one
-    shared by the insert writers (a local Ray has the cores plus those two). A small
+    default. One logical CPU stays out of the count, shared by the insert writers (a
+    local Ray has the cores plus that one); the source is read by the driver. A small
     build gets fewer actors, one per ``MIN_ROWS_PER_ACTOR`` rows, with the cores shared
     out among them.
 
@@ -76,13 +75,13 @@ def plan(
         threads = settings.embed_threads or 1
     elif settings.embed_actors:
         actors = settings.embed_actors
-        threads = settings.embed_threads or max(1, int((cpus - SPARE_CPUS) // actors))
+        threads = settings.embed_threads or max(1, int((cpus - WRITER_SLOT) // actors))
     else:
         threads = settings.embed_threads or 1
-        actors = max(1, int((cpus - SPARE_CPUS) // threads))
+        actors = max(1, int((cpus - WRITER_SLOT) // threads))
         if rows is not None and actors > max(1, rows // MIN_ROWS_PER_ACTOR):
             actors = max(1, rows // MIN_ROWS_PER_ACTOR)
-            threads = settings.embed_threads or max(1, int((cpus - SPARE_CPUS) // actors))
+            threads = settings.embed_threads or max(1, int((cpus - WRITER_SLOT) // actors))
     writers = settings.insert_writers or (1 if backend == "lite" else SERVER_WRITERS)
     layout = Layout(
         actors=actors,
@@ -98,12 +97,12 @@ def plan(
 
 def _check_fits(layout: Layout, cpus: float, gpus: float) -> None:
     writer_cpus = layout.writers * WRITER_CPUS if layout.writers > 1 else 0.0
-    needed = layout.actors * layout.cpus_per_actor + READER_CPUS + writer_cpus
+    needed = layout.actors * layout.cpus_per_actor + writer_cpus
     if needed > cpus + 1e-9:
         raise ConfigError(
             f"INDEXPAIR_EMBED_ACTORS={layout.actors} × INDEXPAIR_EMBED_THREADS="
-            f"{layout.threads} needs {needed:g} CPUs with the source reader and the "
-            f"writers; the Ray cluster has {cpus:g}"
+            f"{layout.threads} needs {needed:g} CPUs with the insert writers; the Ray "
+            f"cluster has {cpus:g}"
         )
     if layout.gpus_per_actor and layout.actors * layout.gpus_per_actor > gpus:
         raise ConfigError(

@@ -19,7 +19,7 @@ from indexpair.errors import ConfigError
 from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)
-READER_SLOTS = 2
+WRITER_SLOTS = 1
 RAY_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 # Addresses that make Ray look for a cluster on this machine itself; nothing to probe.
 LOOKUP_ADDRESSES = {"auto", "local"}
@@ -102,14 +102,13 @@ def connect(settings: Settings) -> None:
         log.info("joined the Ray cluster at %s", address)
     else:  # a local Ray: loopback only, and a small object store (batches are streamed)
         _start_local(ray, kwargs)
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def local_cpus() -> int:
-    """Logical CPUs a local Ray gets: the cores plus two, because the source reader and
-    the insert writers need slots of their own (they take little CPU); without them, one
-    embedding actor per core starves the reader (tasks/embedding_layout.py)."""
-    return (os.cpu_count() or 1) + READER_SLOTS
+    """Logical CPUs a local Ray gets: the cores plus one, shared by the insert writers on
+    a Milvus server (they take little CPU), beside one embedding actor per core
+    (tasks/embedding_layout.py)."""
+    return (os.cpu_count() or 1) + WRITER_SLOTS
 
 
 def _start_local(ray: Any, kwargs: dict[str, Any]) -> None:

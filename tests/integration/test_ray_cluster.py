@@ -7,11 +7,14 @@ the job's runtime environment.
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,13 +61,45 @@ def test_cluster_processes_cannot_import_the_project(cluster: LocalCluster) -> N
 
 
 def test_build_runs_on_an_existing_cluster(
-    stack_settings: Settings, demo_versions: dict[str, str], cluster: LocalCluster
+    stack_settings: Settings,
+    demo_versions: dict[str, str],
+    cluster: LocalCluster,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The build's driver runs in a fresh process, as a flow run does under the Prefect
+    worker, without what an earlier local Ray of this test process left in its
+    environment: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (ours, read once at import: the
+    driver would advertise 127.0.0.1, outside this cluster) and ``RAY_AUTH_MODE=token``
+    (Ray's, where ``~/.ray/auth_token`` exists; this cluster runs without). With them,
+    the cluster destroyed the driver's actors as soon as it created them."""
+    settings = stack_settings.model_copy(update={"ray_address": cluster.address, "embed_actors": 2})
+    for leftover in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(leftover, raising=False)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as driver:
+        facts = driver.submit(build_on_cluster, settings, demo_versions["tfidf"]).result()
+
+    assert facts["inserted"] == facts["source_rows"] == facts["finalized"]
+    assert facts["stored_ids"] == facts["source_ids"]
+    assert facts["dims"] == [facts["model_dim"]]
+    # It joined the cluster (two live nodes, ours), it did not start a Ray of its own.
+    assert sorted(facts["nodes"].values()) == ["127.0.0.2", "127.0.0.3"]
+    assert facts["gcs_address"] == cluster.address
+    # The embedding actors ran on both nodes (the pool spreads them).
+    assert facts["actor_nodes"] == sorted(facts["nodes"]), facts["actors"]
+    # On each node the code came from the runtime env, with its env_vars.
+    for path, offline in facts["origins"]:
+        assert "runtime_resources" in path and path.startswith(str(cluster.temp_dir)), path
+        assert offline == "1"
+    print(f"cluster start {cluster.start_s:.1f}s, build {facts['build_s']:.1f}s")
+
+
+def build_on_cluster(settings: Settings, version: str) -> dict[str, Any]:
+    """Build the small catalog on ``settings.ray_address``; what the test checks."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    settings = stack_settings.model_copy(update={"ray_address": cluster.address, "embed_actors": 2})
-    ref = registry.resolve_version(settings, MODEL_NAME, demo_versions["tfidf"])
+    ref = registry.resolve_version(settings, MODEL_NAME, version)
     model = probe(settings, ref, sample_texts(settings, SMALL))
     summary, ids = check_source(settings, SMALL)
     name = "it_ray_cluster_build_v1"
@@ -72,25 +107,14 @@ def test_build_runs_on_an_existing_cluster(
     try:
         create_test_pair(gateway, name, model, summary, SMALL.uri, build_id="test-cluster")
         started = time.monotonic()
-        assert embed_into(settings, SMALL, model, name, lambda done: None) == summary.rows
+        inserted = embed_into(settings, SMALL, model, name, lambda done: None)
         build_s = time.monotonic() - started
-        assert gateway.finalize(name) == summary.rows
+        finalized = gateway.finalize(name)
         stored = gateway.fetch(name, sorted(ids))
-        assert set(stored) == set(ids)
-        assert all(len(r["vector"]) == model.dim for r in stored.values())
-
-        # It joined the cluster (two live nodes, ours), it did not start a Ray of its own.
         nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
-        assert sorted(nodes.values()) == ["127.0.0.2", "127.0.0.3"]
-        assert ray.get_runtime_context().gcs_address == cluster.address
-
-        # The embedding actors ran on both nodes (Ray Data spreads its actors).
         actors = list(ray._private.state.actors().values())  # the GCS actor table
-        embedders = [a for a in actors if "MapWorker" in a["ActorClassName"]]
-        actor_nodes = {a["Address"]["NodeID"] for a in embedders}
-        assert actor_nodes == set(nodes), f"embedding actors: {actors}"
+        embedders = [a for a in actors if a["ActorClassName"] == "BatchEmbedder"]
 
-        # On each node the code came from the runtime env, with its env_vars.
         @ray.remote(num_cpus=0)
         def origin() -> tuple[str, str | None]:
             import os
@@ -99,15 +123,33 @@ def test_build_runs_on_an_existing_cluster(
 
             return indexpair.__file__, os.environ.get("HF_HUB_OFFLINE")
 
-        for node_id in nodes:
-            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-            path, offline = ray.get(origin.options(scheduling_strategy=strategy).remote())
-            assert "runtime_resources" in path and path.startswith(str(cluster.temp_dir)), path
-            assert offline == "1"
-        print(f"cluster start {cluster.start_s:.1f}s, build {build_s:.1f}s")
+        origins = [
+            ray.get(
+                origin.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                ).remote()
+            )
+            for node in nodes
+        ]
+        return {
+            "inserted": inserted,
+            "source_rows": summary.rows,
+            "finalized": finalized,
+            "stored_ids": sorted(stored),
+            "source_ids": sorted(ids),
+            "dims": sorted({len(r["vector"]) for r in stored.values()}),
+            "model_dim": model.dim,
+            "nodes": nodes,
+            "gcs_address": ray.get_runtime_context().gcs_address,
+            "actors": [a["ActorClassName"] for a in actors],
+            "actor_nodes": sorted({a["Address"]["NodeID"] for a in embedders}),
+            "origins": origins,
+            "build_s": build_s,
+        }
     finally:
         gateway.drop(name)
         gateway.close()
+        ray_cluster.disconnect()
 
 
 @pytest.mark.parametrize("scheme", ["", "ray://"])

@@ -172,4 +172,5 @@ def two_node_cluster() -> Iterator[LocalCluster]:
         yield cluster
     finally:
         stop(cluster)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        if not os.environ.get("KEEP_IPRAY"):
+            shutil.rmtree(temp_dir, ignore_errors=True)

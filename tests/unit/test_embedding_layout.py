@@ -19,25 +19,26 @@ def settings(**values: object) -> Settings:
 @pytest.mark.parametrize(
     ("values", "cpus", "gpus", "backend", "expected", "rows"),
     [
-        # A local Ray on 2 cores has 4 logical CPUs: one actor per core, a slot to read
-        # and one for the writers.
-        ({}, 4, 0, "lite", (2, 1, 1.0, 0.0, 1), None),
-        ({}, 18, 0, "lite", (16, 1, 1.0, 0.0, 1), None),
+        # A local Ray on 2 cores has 3 logical CPUs: one actor per core and a slot for
+        # the writers (the driver reads the source).
+        ({}, 3, 0, "lite", (2, 1, 1.0, 0.0, 1), None),
+        ({}, 17, 0, "lite", (16, 1, 1.0, 0.0, 1), None),
         ({}, 2, 0, "lite", (1, 1, 1.0, 0.0, 1), None),
+        ({}, 1, 0, "lite", (1, 1, 1.0, 0.0, 1), None),
         # A Milvus server takes several writers; Milvus Lite one.
-        ({}, 4, 0, "standalone", (2, 1, 1.0, 0.0, 4), None),
-        ({"insert_writers": 2}, 4, 0, "standalone", (2, 1, 1.0, 0.0, 2), None),
-        ({"insert_writers": 3}, 4, 0, "lite", (2, 1, 1.0, 0.0, 3), None),
+        ({}, 3, 0, "standalone", (2, 1, 1.0, 0.0, 4), None),
+        ({"insert_writers": 2}, 3, 0, "standalone", (2, 1, 1.0, 0.0, 2), None),
+        ({"insert_writers": 3}, 3, 0, "lite", (2, 1, 1.0, 0.0, 3), None),
         # Actors given: the cores are shared out among them.
-        ({"embed_actors": 1}, 4, 0, "lite", (1, 2, 2.0, 0.0, 1), None),
-        ({"embed_actors": 3}, 14, 0, "lite", (3, 4, 4.0, 0.0, 1), None),
-        ({"embed_threads": 2}, 10, 0, "lite", (4, 2, 2.0, 0.0, 1), None),
+        ({"embed_actors": 1}, 3, 0, "lite", (1, 2, 2.0, 0.0, 1), None),
+        ({"embed_actors": 3}, 13, 0, "lite", (3, 4, 4.0, 0.0, 1), None),
+        ({"embed_threads": 2}, 9, 0, "lite", (4, 2, 2.0, 0.0, 1), None),
         # A small build: fewer actors (one per 5,000 rows), the cores shared out.
-        ({}, 4, 0, "lite", (2, 1, 1.0, 0.0, 1), 10_000),
-        ({}, 4, 0, "lite", (1, 2, 2.0, 0.0, 1), 9_999),
-        ({}, 4, 0, "lite", (1, 2, 2.0, 0.0, 1), 800),
-        ({}, 18, 0, "lite", (3, 5, 5.0, 0.0, 1), 15_000),
-        ({"embed_actors": 2}, 4, 0, "lite", (2, 1, 1.0, 0.0, 1), 800),
+        ({}, 3, 0, "lite", (2, 1, 1.0, 0.0, 1), 10_000),
+        ({}, 3, 0, "lite", (1, 2, 2.0, 0.0, 1), 9_999),
+        ({}, 3, 0, "lite", (1, 2, 2.0, 0.0, 1), 800),
+        ({}, 17, 0, "lite", (3, 5, 5.0, 0.0, 1), 15_000),
+        ({"embed_actors": 2}, 3, 0, "lite", (2, 1, 1.0, 0.0, 1), 800),
         # GPUs: one actor per GPU (or per share of one), one thread each.
         ({"embed_num_gpus": 1.0}, 17, 4, "lite", (4, 1, 1.0, 1.0, 1), None),
         ({"embed_num_gpus": 0.5}, 17, 1, "standalone", (2, 1, 1.0, 0.5, 4), None),
@@ -66,10 +67,10 @@ def test_layout(
 @pytest.mark.parametrize(
     ("values", "cpus", "gpus", "message"),
     [
-        ({"embed_actors": 3}, 3, 0, "INDEXPAIR_EMBED_ACTORS=3 × INDEXPAIR_EMBED_THREADS=1"),
-        ({"embed_actors": 2}, 2.5, 0, "needs 3 CPUs"),
-        ({"embed_actors": 2, "insert_writers": 4}, 3.3, 0, "needs 3.4 CPUs"),
-        ({"embed_threads": 4, "embed_actors": 1}, 3, 0, "needs 5 CPUs"),
+        ({"embed_actors": 3}, 2, 0, "INDEXPAIR_EMBED_ACTORS=3 × INDEXPAIR_EMBED_THREADS=1"),
+        ({"embed_actors": 2}, 1.5, 0, "needs 2 CPUs"),
+        ({"embed_actors": 2, "insert_writers": 4}, 2.3, 0, "needs 2.4 CPUs"),
+        ({"embed_threads": 4, "embed_actors": 1}, 3, 0, "needs 4 CPUs"),
         ({"embed_num_gpus": 1.0}, 3, 0, "INDEXPAIR_EMBED_NUM_GPUS=1 × 1 actor(s) needs 1 GPUs"),
         ({"embed_num_gpus": 1.0, "embed_actors": 2}, 9, 1, "the Ray cluster has 1"),
     ],
@@ -83,7 +84,7 @@ def test_a_layout_the_cluster_cannot_hold_is_refused(
 
 
 def test_describe_names_the_layout() -> None:
-    layout = plan(settings(), 4, 0, "standalone")
+    layout = plan(settings(), 3, 0, "standalone")
     assert layout.describe() == (
         "2 embedding actor(s) × 1 thread(s) (CPU), forward batch 16, 4 writer(s)"
     )
