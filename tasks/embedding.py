@@ -69,7 +69,8 @@ def embed_into(
     embedders = pool.start_embedders(
         layout, _embedder_kwargs(settings, spec, model, layout.threads, layout.forward_batch)
     )
-    tables = (keep_rows(b, spec.id_field, only_ids) for b in iter_batches(settings, spec))
+    wanted = pool.id_set(only_ids)
+    tables = (keep_rows(b, spec.id_field, wanted) for b in iter_batches(settings, spec))
     batches = pool.embedding_batches(tables, settings.embed_batch_size, rows, layout.actors)
     finished = pool.embedded(embedders, batches)
     if layout.writers == 1:  # Milvus Lite: this process is the only writer
@@ -137,7 +138,8 @@ def embed_here(
 
     # Full batches of the matching rows (one predict call per few rows would cost more
     # than the encoding).
-    tables = (keep_rows(b, spec.id_field, only_ids) for b in iter_batches(settings, spec))
+    wanted = pool.id_set(only_ids)
+    tables = (keep_rows(b, spec.id_field, wanted) for b in iter_batches(settings, spec))
     batches = pool.embedding_batches(tables, settings.embed_batch_size, None, 1)
     embedded = (embedder.embed_table(t) for t in batches)
     return insert_batches(settings, collection, embedded, on_progress)

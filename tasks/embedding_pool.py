@@ -55,13 +55,18 @@ def start_writers(layout: Layout, settings: Any, collection: str) -> list[Any]:
     return [remote.remote(settings, collection) for _ in range(layout.writers)]
 
 
-def keep_rows(batch: pa.RecordBatch, id_field: str, wanted: frozenset[str] | None) -> pa.Table:
+def id_set(only_ids: frozenset[str] | None) -> pa.Array | None:
+    """The ids to keep as one Arrow array (built once, for every batch), or None: all."""
+    return None if only_ids is None else pa.array(sorted(only_ids), pa.string())
+
+
+def keep_rows(batch: pa.RecordBatch, id_field: str, wanted: pa.Array | None) -> pa.Table:
     """The rows of a source batch to embed: all, or those whose id is in ``wanted``."""
     table = pa.Table.from_batches([batch])
     if wanted is None:
         return table
     ids = pc.cast(table.column(id_field), pa.string())
-    return table.filter(pc.is_in(ids, value_set=pa.array(sorted(wanted), pa.string())))
+    return table.filter(pc.is_in(ids, value_set=wanted))
 
 
 def embedding_batches(

@@ -172,5 +172,4 @@ def two_node_cluster() -> Iterator[LocalCluster]:
         yield cluster
     finally:
         stop(cluster)
-        if not os.environ.get("KEEP_IPRAY"):
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(temp_dir, ignore_errors=True)
