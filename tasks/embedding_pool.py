@@ -123,21 +123,29 @@ def embedded(actors: list[Any], batches: Iterator[pa.Table]) -> Iterator[tuple[A
         yield done, rows
 
 
+def groups(finished: Iterable[tuple[Any, int]], rows: int) -> Iterator[list[Any]]:
+    """Finished batches' object refs in groups of at least ``rows`` rows (the last group
+    may be smaller): one upsert each."""
+    group: list[Any] = []
+    count = 0
+    for ref, n in finished:
+        group.append(ref)
+        count += n
+        if count >= rows:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
 def gathered(finished: Iterable[tuple[Any, int]], rows: int) -> Iterator[dict[str, Any]]:
     """Finished batches fetched and joined into insert batches of at least ``rows`` rows."""
     import numpy as np
     import ray
 
-    held: list[dict[str, Any]] = []
-    count = 0
-    for ref, _ in finished:
-        held.append(ray.get(ref))
-        count += len(held[-1]["id"])
-        if count >= rows:
-            yield {k: np.concatenate([h[k] for h in held]) for k in held[0]}
-            held, count = [], 0
-    if held:
-        yield {k: np.concatenate([h[k] for h in held]) for k in held[0]}
+    for group in groups(finished, rows):
+        parts = ray.get(group)
+        yield {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def written(
@@ -149,22 +157,9 @@ def written(
     import ray
 
     pending: list[Any] = []
-    group: list[Any] = []
-    count = turn = 0
-
-    def send() -> Iterator[tuple[int, str]]:
-        nonlocal group, count, turn
+    for turn, group in enumerate(groups(finished, rows)):
         pending.append(writers[turn % len(writers)].write.remote(*group))
-        group, count, turn = [], 0, turn + 1
         while len(pending) > 2 * len(writers):
             yield ray.get(pending.pop(0))
-
-    for ref, n in finished:
-        group.append(ref)
-        count += n
-        if count >= rows:
-            yield from send()
-    if group:
-        yield from send()
     for ref in pending:
         yield ray.get(ref)

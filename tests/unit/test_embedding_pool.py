@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from tasks.embedding_pool import embedding_batches, id_set, keep_rows
+from tasks.embedding_pool import embedding_batches, groups, id_set, keep_rows
 
 
 def source(*sizes: int) -> list[pa.Table]:
@@ -49,3 +49,19 @@ def test_keep_rows_filters_by_id_as_text() -> None:
     assert kept.column("text").to_pylist() == ["b", "d"]
     assert keep_rows(batch, "id", id_set(None)).num_rows == 4
     assert keep_rows(batch, "id", id_set(frozenset())).num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("rows_each", "rows", "expected"),
+    [
+        ((3, 3, 3), 5, [["b0", "b1"], ["b2"]]),
+        ((3, 3, 3), 3, [["b0"], ["b1"], ["b2"]]),
+        ((1000,), 1000, [["b0"]]),
+        ((), 1000, []),
+    ],
+)
+def test_finished_batches_group_into_upserts(
+    rows_each: tuple[int, ...], rows: int, expected: list[list[str]]
+) -> None:
+    finished = [(f"b{i}", n) for i, n in enumerate(rows_each)]
+    assert list(groups(finished, rows)) == expected
