@@ -22,10 +22,43 @@ class PairState(StrEnum):
     BUILDING = "building"
     VALIDATED = "validated"
     AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
     LIVE = "live"
     PREVIOUS = "previous"
+    ROLLED_BACK = "rolled_back"
     REJECTED = "rejected"
     FAILED = "failed"
+
+
+# Builds whose flow run may still finish them.
+UNFINISHED = frozenset({PairState.BUILDING, PairState.VALIDATED, PairState.AWAITING_APPROVAL})
+# Builds that will never serve.
+FAILED_STATES = frozenset({PairState.FAILED, PairState.REJECTED})
+
+# The recorded state changes a step of indexpair may make (reconcile may also force any
+# state to match the alias truth). ``live`` is entered only through an alias switch.
+TRANSITIONS: dict[PairState, frozenset[PairState]] = {
+    PairState.BUILDING: frozenset(
+        {PairState.VALIDATED, PairState.AWAITING_APPROVAL, PairState.REJECTED, PairState.FAILED}
+    ),
+    PairState.VALIDATED: frozenset(
+        {PairState.AWAITING_APPROVAL, PairState.REJECTED, PairState.FAILED}
+    ),
+    PairState.AWAITING_APPROVAL: frozenset(
+        {PairState.APPROVED, PairState.REJECTED, PairState.FAILED}
+    ),
+    PairState.APPROVED: frozenset({PairState.LIVE, PairState.REJECTED}),
+    PairState.LIVE: frozenset({PairState.PREVIOUS, PairState.ROLLED_BACK}),
+    PairState.PREVIOUS: frozenset({PairState.LIVE}),
+    PairState.ROLLED_BACK: frozenset({PairState.LIVE}),
+    PairState.REJECTED: frozenset(),
+    PairState.FAILED: frozenset(),
+}
+
+
+def can_move(old: PairState, new: PairState) -> bool:
+    """Whether a step may record ``new`` on a pair now in ``old`` (same state: a repeat)."""
+    return old == new or new in TRANSITIONS[old]
 
 
 def check_name(name: str, what: str = "collection name") -> str:
@@ -92,6 +125,16 @@ class PairMetadata(BaseModel):
     reason: str = ""
     previous_since: str = ""
     live_since: str = ""
+    rolled_back_since: str = ""
+    # The switch that made this pair live: the collection it replaced, and whether it was
+    # a promotion or a rollback (a rollback retires the replaced pair as ``rolled_back``).
+    replaces: str = ""
+    switch_kind: str = ""
+    # What the approval is bound to, and what a later re-validation needs.
+    report_digest: str = ""
+    approved_by: str = ""
+    golden_queries: str = ""
+    validation: str = ""
 
     def to_properties(self) -> dict[str, str]:
         """Flatten to Milvus collection properties (all values are strings)."""
