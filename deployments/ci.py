@@ -111,7 +111,7 @@ def approve(settings: Settings, flow_run_id: str, approver: str, comment: str) -
         if not snap.awaiting_approval:
             return snap
         decision = {"approve": True, "approver": approver, "comment": comment}
-        prefect_api.resume(settings, flow_run_id, decision)
+        prefect_api.answer_form(settings, flow_run_id, decision)
         return prefect_api.snapshot(settings, flow_run_id)
 
 

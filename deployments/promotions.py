@@ -80,13 +80,16 @@ def answer(
 ) -> RunSnapshot:
     """Resume a waiting run with the approval form's input; return its final state.
 
+    The form names the build it is about (candidate, model version, source fingerprint,
+    report digest); the answer sends those values back as the form shows them now, so it
+    approves the build whose report is on screen and nothing else.
+
     Raises:
         IndexPairError: the run does not exist or is not awaiting approval.
     """
     if not approver.strip():
         raise IndexPairError("an approval needs an approver name")
     with prefect_api.prefect_api(settings):
-        prefect_api.resume(
-            settings, flow_run_id, {"approve": approve, "approver": approver, "comment": comment}
-        )
+        answer = {"approve": approve, "approver": approver, "comment": comment}
+        prefect_api.answer_form(settings, flow_run_id, answer)
         return prefect_api.wait(settings, flow_run_id, wait_s, until_paused=False)

@@ -6,6 +6,7 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from indexpair.settings import load_settings
+from tasks.reconcile import reconcile_records
 from tasks.retention import (
     RetentionPolicy,
     Verdict,
@@ -31,6 +32,7 @@ def collect_garbage(
         dry_run: only report what would be dropped.
     """
     settings = load_settings()
+    reconcile_records(settings)  # roles right before retention reads them
     verdicts = apply_retention(settings, plan_retention(settings, policy), dry_run)
     publish_retention(verdicts, policy, dry_run)
     dropped = [v.name for v in verdicts if v.outcome == "dropped"]

@@ -8,21 +8,24 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from flows.promote import (
+from flows.approval import (
     ApprovalDecision,
     PromotionResult,
+    binding_of,
     decide_and_switch,
-    pair_metadata,
-    validate_and_report,
+    validated,
 )
+from indexpair import faults
 from indexpair.errors import PairNotFound
-from indexpair.pair import check_name, collection_name
+from indexpair.pair import check_name
 from indexpair.settings import load_settings
 from tasks.collections import (
+    BuildPin,
+    check_pinned_source,
     create_collection,
     finalize_collection,
-    read_live_pair,
-    read_pair_model,
+    pair_metadata,
+    pin_refresh,
 )
 from tasks.embedding import embed_and_insert
 from tasks.promotion import reap_abandoned_builds, reject_build
@@ -36,7 +39,7 @@ ApprovalMode = Literal["always", "auto_if_no_regression"]
 AUTO_APPROVER = "indexpair (automatic: no metric regressed)"
 
 
-def auto_decision(report: ValidationReport) -> ApprovalDecision | None:
+def auto_decision(report: ValidationReport, build: BuildPin) -> ApprovalDecision | None:
     """Approve without a person when no golden-query metric is worse than the live pair's."""
     if report.live is None:
         return None
@@ -45,7 +48,9 @@ def auto_decision(report: ValidationReport) -> ApprovalDecision | None:
     if any(value < before for _, value, before in pairs):
         return None
     figures = ", ".join(f"{k} {v:.3f} ≥ {b:.3f}" for k, v, b in pairs)
-    return ApprovalDecision(approve=True, approver=AUTO_APPROVER, comment=figures)
+    return ApprovalDecision(
+        approve=True, approver=AUTO_APPROVER, comment=figures, **binding_of(build).model_dump()
+    )
 
 
 def _run_name() -> str:
@@ -80,31 +85,38 @@ def refresh(
     run_id = str(flow_run.id)
     alias = check_name(alias or settings.production_alias, "alias name")
     reap_abandoned_builds(settings, run_id)
-    live = read_live_pair(settings, alias)
-    if live is None:
+    build = pin_refresh(settings, run_id, alias)
+    if build.approved:  # resumed after the approval: only the (idempotent) switch is left
+        return decide_and_switch(settings, alias, build, "", approval_timeout_s)
+    if build.baseline is None:
         raise PairNotFound(f"alias {alias!r} has no live pair to refresh; promote one first")
-    ref = read_pair_model(settings, live)
     golden = load_golden_queries(golden_queries)
     summary, sample = inspect_source(settings, source, golden)
-    changes = compare_with_live(settings, source, live)
+    check_pinned_source(build, summary)
+    changes = compare_with_live(settings, source, build.baseline)
     if not changes.has_changes:
-        publish_changes(settings, changes, ref, None)
-        return Completed(name="NoChange", message=f"the source matches {live}; nothing to do")
-    name = collection_name(ref.name, ref.version, run_id.replace("-", "")[:12])
+        publish_changes(settings, changes, build.ref, None)
+        return Completed(
+            name="NoChange", message=f"the source matches {build.baseline}; nothing to do"
+        )
     try:
-        model = probe_model(settings, ref, sample)
-        create_collection(settings, name, pair_metadata(name, ref, model, summary, alias, live))
-        copy_unchanged_vectors(settings, changes, name)
-        if changes.to_embed:
-            embed_and_insert(settings, source, model, name, len(changes.to_embed), changes.to_embed)
-        rows = finalize_collection(settings, name, summary.rows)
-        publish_changes(settings, changes, ref, name)
-        report = validate_and_report(settings, name, ref, model, golden, validation, live, rows)
+        model = probe_model(settings, build.ref, sample)
+        meta = pair_metadata(build, model, summary, alias, run_id, golden_queries, validation)
+        create_collection(settings, build.name, meta)
+        if build.needs_rows:
+            copy_unchanged_vectors(settings, changes, build.name)
+            faults.crash_point("refresh.copied")
+            if changes.to_embed:
+                embed_and_insert(
+                    settings, source, model, build.name, len(changes.to_embed), changes.to_embed
+                )
+        rows = finalize_collection(settings, build.name, summary.rows)
+        publish_changes(settings, changes, build.ref, build.name)
+        report = validated(settings, build, model, golden, validation, rows)
     except Exception as exc:
-        reject_build(settings, name, ref, f"{type(exc).__name__}: {exc}")
+        reject_build(settings, build.name, build.ref, f"{type(exc).__name__}: {exc}")
         raise
-    auto = auto_decision(report) if approval == "auto_if_no_regression" else None
-    description = report_markdown(report, ref, rows, validation)
-    return decide_and_switch(
-        settings, alias, name, live, ref, description, approval_timeout_s, auto
-    )
+    auto = auto_decision(report, build) if approval == "auto_if_no_regression" else None
+    description = report_markdown(report, build.ref, rows, validation)
+    build.source_fingerprint = summary.fingerprint
+    return decide_and_switch(settings, alias, build, description, approval_timeout_s, auto)

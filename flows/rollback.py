@@ -8,6 +8,7 @@ from prefect.logging import get_run_logger
 
 from indexpair.pair import check_name
 from indexpair.settings import load_settings
+from tasks.reconcile import reconcile_records
 from tasks.rollback import RollbackResult, prepare_rollback, switch_back
 
 
@@ -26,6 +27,7 @@ def rollback(alias: str | None = None, to: str | None = None, reason: str = "") 
     """
     settings = load_settings()
     alias = check_name(alias or settings.production_alias, "alias name")
+    reconcile_records(settings, alias)  # a rollback cut off earlier is finished first
     plan = prepare_rollback(settings, alias, to)
     result = switch_back(settings, plan, reason)
     get_run_logger().info(

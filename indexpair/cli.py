@@ -309,6 +309,8 @@ def demo() -> None:
 app.command()(lifecycle_cli.rollback)
 app.command()(lifecycle_cli.gc)
 app.command()(lifecycle_cli.refresh)
+app.command()(lifecycle_cli.reconcile)
+app.command("switch-approved")(lifecycle_cli.switch_approved)
 app.add_typer(trigger_cli.trigger_app, name="trigger")
 app.add_typer(trigger_cli.webhook_app, name="webhook")
 

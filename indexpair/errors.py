@@ -55,3 +55,11 @@ class MilvusUnavailable(IndexPairError):
 
 class StackError(IndexPairError):
     """A local service failed to start, stop or answer its health check."""
+
+
+class ApprovalMismatch(IndexPairError):
+    """An approval names another build than the one the run holds."""
+
+
+class ApprovedNotSwitched(IndexPairError):
+    """A candidate was approved but the switch did not happen; it stays ``approved``."""

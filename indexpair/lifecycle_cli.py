@@ -48,6 +48,8 @@ def rollback(
         f"(v{result.from_model_version}) → {result.collection} ({result.model_name} "
         f"v{result.model_version}); alias switch {result.switch_ms:.1f} ms"
     )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 def _policy(keep_previous: int, max_age_days: float, abandoned_after_hours: float) -> Any:
@@ -118,3 +120,60 @@ def refresh(
     except IndexPairError as exc:
         fail(exc)
     report_run(snap)
+
+
+def reconcile(
+    alias: Annotated[str | None, typer.Option(help="Only this alias (default: all)")] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Write the fixes, not a dry run")] = False,
+) -> None:
+    """Compare pair states and the MLflow production alias and tags with the alias truth;
+    show what disagrees, and with --apply repair it (each alias under its lock)."""
+    from indexpair.gateways import prefect as prefect_api
+    from indexpair.pair import check_name
+    from indexpair.reconcile import reconcile as run_reconcile
+    from tasks.reconcile import describe
+
+    settings = settings_or_exit()
+    try:
+        if alias is not None:
+            check_name(alias, "alias name")
+        if apply:
+            prefect_api.require_api(settings)
+        with prefect_api.prefect_api(settings):
+            fixes = run_reconcile(settings, alias, apply=apply)
+    except IndexPairError as exc:
+        fail(exc)
+    for fix in fixes:
+        console.print(describe(fix))
+    if not fixes:
+        console.print("[bold green]every record agrees with the aliases[/]")
+    elif not apply:
+        console.print(f"{len(fixes)} to fix; run again with --apply to write them")
+    if any(f.error for f in fixes):
+        raise typer.Exit(1)
+
+
+def switch_approved(
+    collection: Annotated[str, typer.Argument(help="The approved candidate collection")],
+    alias: Annotated[
+        str | None, typer.Option(help="Alias (default: the one it was built for)")
+    ] = None,
+) -> None:
+    """Switch an approved candidate that could not be switched (the alias moved, or Milvus
+    failed): validated again against the pair live now, then the locked switch."""
+    from flows.switch_approved import switch_approved as switch_flow
+    from indexpair.gateways import prefect as prefect_api
+
+    settings = settings_or_exit()
+    try:
+        prefect_api.require_api(settings)
+        with prefect_api.prefect_api(settings):
+            result = switch_flow(collection=collection, alias=alias)
+    except IndexPairError as exc:
+        fail(exc)
+    console.print(
+        f"[bold green]switched[/] {result.alias}: {result.previous} → {result.collection} "
+        f"({result.model_name} v{result.model_version}); alias switch {result.switch_ms:.1f} ms"
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")

@@ -131,6 +131,7 @@ class PairMetadata(BaseModel):
     replaces: str = ""
     switch_kind: str = ""
     # What the approval is bound to, and what a later re-validation needs.
+    report: str = ""
     report_digest: str = ""
     approved_by: str = ""
     golden_queries: str = ""

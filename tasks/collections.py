@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import DEFAULT
-from prefect.logging import get_run_logger
+from collections.abc import Callable
 
-from indexpair.errors import BuildError
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from indexpair.approval import report_digest
+from indexpair.errors import BuildError, ConfigError, PairNotFound, SourceDataError
+from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import ModelVersionRef
-from indexpair.pair import PairMetadata, PairState
+from indexpair.pair import PairMetadata, PairState, check_name, collection_name
 from indexpair.settings import Settings
+from tasks.registry import ModelProbe
+from tasks.source import SourceSummary
+from tasks.validation import ValidationPolicy
 
 
 def create(settings: Settings, name: str, meta: PairMetadata) -> None:
@@ -30,9 +38,9 @@ def create(settings: Settings, name: str, meta: PairMetadata) -> None:
         gateway.close()
 
 
-# ``meta`` carries its creation time, which differs when a resumed run rebuilds it; the
-# collection name (with its build id) identifies the build on its own.
-@task(name="create-collection", persist_result=True, cache_policy=DEFAULT - "meta")
+# No task caches in a build: a resumed run finds what is done in Milvus itself (each
+# stage is idempotent), so neither a lost cache nor a changed setting can change it.
+@task(name="create-collection", cache_policy=NO_CACHE)
 def create_collection(settings: Settings, name: str, meta: PairMetadata) -> str:
     """Create the version-stamped collection with its pair properties and HNSW index."""
     create(settings, name, meta)
@@ -58,7 +66,7 @@ def finalize(settings: Settings, name: str, expected_rows: int) -> int:
         gateway.close()
 
 
-@task(name="finalize-collection", persist_result=True)
+@task(name="finalize-collection", cache_policy=NO_CACHE)
 def finalize_collection(settings: Settings, name: str, expected_rows: int) -> int:
     """Flush, load and count."""
     rows = finalize(settings, name, expected_rows)
@@ -75,7 +83,7 @@ def set_state(settings: Settings, name: str, state: PairState, reason: str = "")
         gateway.close()
 
 
-@task(name="mark-collection", persist_result=True)
+@task(name="mark-collection", cache_policy=NO_CACHE)
 def mark_collection(settings: Settings, name: str, state: PairState, reason: str = "") -> None:
     """Task wrapper of :func:`set_state`."""
     set_state(settings, name, state, reason)
@@ -90,7 +98,7 @@ def live_collection(settings: Settings, alias: str) -> str | None:
         gateway.close()
 
 
-@task(name="read-live-pair", persist_result=True)
+@task(name="read-live-pair", cache_policy=NO_CACHE)
 def read_live_pair(settings: Settings, alias: str) -> str | None:
     """The live collection at validation time: the value the swap compares against."""
     return live_collection(settings, alias)
@@ -106,7 +114,254 @@ def pair_model(settings: Settings, name: str) -> ModelVersionRef:
     return ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
 
 
-@task(name="read-pair-model", persist_result=True)
+@task(name="read-pair-model", cache_policy=NO_CACHE)
 def read_pair_model(settings: Settings, name: str) -> ModelVersionRef:
     """Task wrapper of :func:`pair_model`."""
     return pair_model(settings, name)
+
+
+class BuildPin(BaseModel):
+    """What one flow run builds, fixed once: the candidate, its model version, its baseline.
+
+    Read back from the candidate's own metadata in Milvus when the run resumes, so a
+    resumed run builds and asks about the same thing whatever moved meanwhile (the
+    ``staging`` alias, the worker's settings or code, its local disk).
+    """
+
+    name: str
+    ref: ModelVersionRef
+    baseline: str | None
+    state: PairState | None = None
+    source_fingerprint: str = ""
+    report: str = ""
+
+    @property
+    def approved(self) -> bool:
+        """True once a person approved it (it may have gone live since)."""
+        return self.state in (
+            PairState.APPROVED,
+            PairState.LIVE,
+            PairState.PREVIOUS,
+            PairState.ROLLED_BACK,
+        )
+
+    @property
+    def needs_rows(self) -> bool:
+        """True until the build's rows are in (created, not yet validated)."""
+        return self.state in (None, PairState.BUILDING)
+
+
+def build_id_of(run_id: str) -> str:
+    """The build id a flow run stamps on its collection."""
+    return run_id.replace("-", "")[:12]
+
+
+def find_build(gateway: MilvusGateway, run_id: str) -> tuple[str, PairMetadata] | None:
+    """The collection a flow run created earlier, if any."""
+    for name, pair in gateway.list_pairs():
+        if pair.flow_run_id == run_id and pair.build_id == build_id_of(run_id):
+            return name, pair
+    return None
+
+
+def pin(
+    settings: Settings,
+    run_id: str,
+    alias: str,
+    resolve: Callable[[], ModelVersionRef],
+) -> BuildPin:
+    """This run's build: the one it already created, else a new one of ``resolve()``.
+
+    Raises:
+        ConfigError: the run's earlier build served another alias.
+    """
+    with MilvusGateway(settings) as gateway:
+        found = find_build(gateway, run_id)
+        if found is not None:
+            name, pair = found
+            if pair.alias != alias:
+                raise ConfigError(
+                    f"flow run {run_id} built {name!r} for alias {pair.alias!r}, not {alias!r}"
+                )
+            ref = ModelVersionRef(
+                name=pair.model_name, version=pair.model_version, uri=pair.model_uri
+            )
+            return BuildPin(
+                name=name,
+                ref=ref,
+                baseline=pair.baseline or None,
+                state=pair.state,
+                source_fingerprint=pair.source_fingerprint,
+                report=pair.report,
+            )
+        live = gateway.alias_target(alias)
+    ref = resolve()
+    name = collection_name(ref.name, ref.version, build_id_of(run_id))
+    return BuildPin(name=name, ref=ref, baseline=live)
+
+
+@task(name="pin-build", cache_policy=NO_CACHE)
+def pin_build(
+    settings: Settings, run_id: str, alias: str, model_name: str, model_version: str | None
+) -> BuildPin:
+    """Resolve the model version once: pinned on the candidate for the run's whole life."""
+    found = pin(
+        settings,
+        run_id,
+        alias,
+        lambda: registry.resolve_version(settings, model_name, model_version),
+    )
+    logger = get_run_logger()
+    if found.state is None:
+        logger.info(
+            "building %s v%s as %s (resolved by %s)",
+            found.ref.name,
+            found.ref.version,
+            found.name,
+            found.ref.resolved_by,
+        )
+    else:
+        logger.info(
+            "resuming build %s of %s v%s (pinned; state %s)",
+            found.name,
+            found.ref.name,
+            found.ref.version,
+            found.state.value,
+        )
+    return found
+
+
+@task(name="pin-refresh", cache_policy=NO_CACHE)
+def pin_refresh(settings: Settings, run_id: str, alias: str) -> BuildPin:
+    """A refresh's build: same model as the live pair, pinned like a promotion's.
+
+    Raises:
+        PairNotFound: the alias has no live pair to refresh.
+    """
+    return pin(settings, run_id, alias, lambda: _live_model(settings, alias))
+
+
+def _live_model(settings: Settings, alias: str) -> ModelVersionRef:
+    live = live_collection(settings, alias)
+    if live is None:
+        raise PairNotFound(f"alias {alias!r} has no live pair to refresh; promote one first")
+    return pair_model(settings, live)
+
+
+def record_report(settings: Settings, name: str, report_json: str) -> str:
+    """Store the validation report on the candidate and mark it awaiting approval.
+
+    Returns:
+        The report's digest (what the approval form is bound to).
+    """
+    digest = report_digest(report_json)
+    with MilvusGateway(settings) as gateway:
+        gateway.update_pair(
+            name,
+            report=report_json,
+            report_digest=digest,
+            state=PairState.AWAITING_APPROVAL.value,
+        )
+    return digest
+
+
+@task(name="record-report", cache_policy=NO_CACHE)
+def record_validation(settings: Settings, name: str, report_json: str) -> str:
+    """Task wrapper of :func:`record_report`."""
+    return record_report(settings, name, report_json)
+
+
+def mark_approved(settings: Settings, name: str, approver: str) -> PairState:
+    """Record the approval on a candidate that awaits it; other states stay as they are.
+
+    Returns:
+        The candidate's state now.
+    """
+    with MilvusGateway(settings) as gateway:
+        state = gateway.read_pair(name).state
+        if state == PairState.AWAITING_APPROVAL:
+            gateway.update_pair(name, state=PairState.APPROVED.value, approved_by=approver)
+            state = PairState.APPROVED
+    return state
+
+
+@task(name="mark-approved", cache_policy=NO_CACHE)
+def record_approval(settings: Settings, name: str, approver: str) -> PairState:
+    """Task wrapper of :func:`mark_approved`."""
+    return mark_approved(settings, name, approver)
+
+
+def check_pinned_source(build: BuildPin, summary: SourceSummary) -> None:
+    """A resumed build must read the source it started from.
+
+    Raises:
+        SourceDataError: the source changed since the build started, naming it.
+    """
+    if build.source_fingerprint and build.source_fingerprint != summary.fingerprint:
+        raise SourceDataError(
+            f"source {summary.uri!r} changed during the build of {build.name} "
+            f"({build.source_fingerprint} -> {summary.fingerprint}); start a new build"
+        )
+
+
+def pair_metadata(
+    build: BuildPin,
+    model: ModelProbe,
+    summary: SourceSummary,
+    alias: str,
+    run_id: str,
+    golden_queries: str,
+    validation: ValidationPolicy,
+) -> PairMetadata:
+    """The pair identity a new build records on its collection."""
+    return PairMetadata(
+        model_name=build.ref.name,
+        model_version=build.ref.version,
+        model_uri=build.ref.uri,
+        dim=model.dim,
+        build_id=build.name.rsplit("_", 1)[1],
+        source_uri=summary.uri,
+        source_fingerprint=summary.fingerprint,
+        source_rows=summary.rows,
+        flow_run_id=run_id,
+        alias=alias,
+        baseline=build.baseline or "",
+        golden_queries=golden_queries,
+        validation=validation.model_dump_json(),
+    )
+
+
+def approved_pair(settings: Settings, name: str) -> PairMetadata:
+    """The metadata of a candidate a person approved that is not live yet.
+
+    Raises:
+        PairNotFound: no such managed collection.
+        ConfigError: it is not in state ``approved``.
+    """
+    check_name(name)
+    with MilvusGateway(settings) as gateway:
+        pair = gateway.read_pair(name)
+    if pair.state != PairState.APPROVED:
+        raise ConfigError(
+            f"{name!r} is {pair.state.value}; only an approved candidate that was not "
+            "switched (state approved) can be switched this way"
+        )
+    return pair
+
+
+@task(name="read-approved", cache_policy=NO_CACHE)
+def read_approved(settings: Settings, name: str) -> PairMetadata:
+    """Task wrapper of :func:`approved_pair`."""
+    return approved_pair(settings, name)
+
+
+def rebase(settings: Settings, name: str, baseline: str | None) -> None:
+    """Record the live pair a candidate was validated against again."""
+    with MilvusGateway(settings) as gateway:
+        gateway.update_pair(name, baseline=baseline or "")
+
+
+@task(name="rebase-candidate", cache_policy=NO_CACHE)
+def rebase_candidate(settings: Settings, name: str, baseline: str | None) -> None:
+    """Task wrapper of :func:`rebase`."""
+    rebase(settings, name, baseline)

@@ -1,25 +1,33 @@
-"""Promotion stage: the locked compare-and-swap of the alias, and the clean-up of losers."""
+"""Promotion stage: the locked compare-and-swap of the alias, its records, the MLflow mirror,
+and the clean-up of builds that failed before approval."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Literal
 
 from mlflow.exceptions import MlflowException
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
+from indexpair import faults
 from indexpair.errors import BuildError, PromotionConflict
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import ModelVersionRef
-from indexpair.pair import PairState, now_iso
+from indexpair.pair import UNFINISHED, PairState, now_iso
+from indexpair.reconcile import settle_alias
 from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)
-UNFINISHED = {PairState.BUILDING, PairState.VALIDATED, PairState.AWAITING_APPROVAL}
+
+
+SwitchKind = Literal["promote", "rollback"]
+REGISTRY_ATTEMPTS = 3
 
 
 class SwitchResult(BaseModel):
@@ -30,6 +38,7 @@ class SwitchResult(BaseModel):
     previous: str | None
     switch_ms: float
     already_done: bool = False
+    repaired: list[str] = []
 
 
 def cas_decision(current: str | None, expected: str | None, candidate: str) -> str:
@@ -41,58 +50,91 @@ def cas_decision(current: str | None, expected: str | None, candidate: str) -> s
     return "conflict"
 
 
+def _check_ready(gateway: MilvusGateway, candidate: str, rows: int) -> None:
+    """The candidate must be loaded and hold exactly the rows it was built from."""
+    if not gateway.is_loaded(candidate):
+        raise BuildError(f"candidate {candidate!r} is not loaded")
+    found = gateway.row_count(candidate)
+    if found != rows:
+        raise BuildError(f"candidate {candidate!r} holds {found} rows, expected {rows}")
+
+
 def switch_alias(
-    settings: Settings, alias: str, candidate: str, expected_live: str | None
+    settings: Settings,
+    alias: str,
+    candidate: str,
+    expected_live: str | None,
+    kind: SwitchKind = "promote",
 ) -> SwitchResult:
     """Re-point ``alias`` to ``candidate`` if it still points at ``expected_live``.
 
-    Holds the per-alias global concurrency limit for the whole check-and-switch, then
-    records the states: candidate ``live``, the old target ``previous``.
+    Under the per-alias lock: repair the records an earlier cut-off switch left (the
+    alias is the truth), compare and swap, record on the candidate what it replaces and
+    how, move the alias (retried on transient errors), then write the states: the
+    candidate ``live``, the replaced pair ``previous`` (``rolled_back`` after a rollback).
+    Every step is idempotent: a retry after a crash anywhere converges.
 
     Raises:
         PromotionConflict: the alias moved since validation compared against it.
         BuildError: the candidate is missing, not loaded, or has the wrong row count.
     """
-    gateway = MilvusGateway(settings)
-    try:
-        with prefect_api.alias_lock(settings.lock_name(alias)):
-            current = gateway.alias_target(alias)
-            verdict = cas_decision(current, expected_live, candidate)
-            if verdict == "conflict":
-                raise PromotionConflict(
-                    f"alias {alias!r} now points at {current!r}, but {candidate!r} was "
-                    f"validated against {expected_live!r}; promote again to compare "
-                    "against the new live pair"
-                )
-            pair = gateway.read_pair(candidate)
-            if verdict == "switch":
-                if not gateway.is_loaded(candidate):
-                    raise BuildError(f"candidate {candidate!r} is not loaded")
-                rows = gateway.row_count(candidate)
-                if rows != pair.source_rows:
-                    raise BuildError(
-                        f"candidate {candidate!r} holds {rows} rows, expected {pair.source_rows}"
-                    )
+    with MilvusGateway(settings) as gateway, prefect_api.alias_lock(settings.lock_name(alias)):
+        repaired = [f"{f.target}: {f.before} -> {f.after}" for f in settle_alias(gateway, alias)]
+        current = gateway.alias_target(alias)
+        verdict = cas_decision(current, expected_live, candidate)
+        if verdict == "conflict":
+            raise PromotionConflict(
+                f"alias {alias!r} now points at {current!r}, but {candidate!r} was "
+                f"validated against {expected_live!r}"
+            )
+        pair = gateway.read_pair(candidate)
+        switch_ms = 0.0
+        if verdict == "switch":
+            _check_ready(gateway, candidate, pair.source_rows)
+            gateway.update_pair(candidate, replaces=current or "", switch_kind=kind)
+            faults.crash_point("switch.approved")
             started = time.perf_counter()
-            if verdict == "switch":
-                gateway.point_alias(alias, candidate)
+            gateway.point_alias(alias, candidate)
             switch_ms = (time.perf_counter() - started) * 1000
-            stamp = now_iso()
-            gateway.update_pair(candidate, state=PairState.LIVE.value, live_since=stamp)
-            if current and current != candidate:
-                gateway.update_pair(current, state=PairState.PREVIOUS.value, previous_since=stamp)
-    finally:
-        gateway.close()
+            faults.crash_point("switch.alias_moved")
+            gateway.update_pair(candidate, state=PairState.LIVE.value, live_since=now_iso())
+            faults.crash_point("switch.live_marked")
+            settle_alias(gateway, alias)
+    faults.crash_point("switch.done")
     return SwitchResult(
         alias=alias,
         collection=candidate,
-        previous=current if current != candidate else None,
+        previous=current if verdict == "switch" else (pair.replaces or None),
         switch_ms=switch_ms,
         already_done=verdict == "done",
+        repaired=repaired,
     )
 
 
-@task(name="switch-alias", persist_result=True)
+def sync_registry(settings: Settings, ref: ModelVersionRef, tags: dict[str, str]) -> str:
+    """Point MLflow's production alias at ``ref`` and tag it; retried with backoff.
+
+    Returns:
+        "" when done, else why not: the alias has moved already, so the caller reports it
+        as a warning and `indexpair reconcile --apply` finishes it later.
+    """
+    for attempt in range(1, REGISTRY_ATTEMPTS + 1):
+        try:
+            registry.set_alias(settings, ref, settings.production_model_alias)
+            registry.set_tags(settings, ref, tags)
+            faults.crash_point("registry.synced")
+            return ""
+        except Exception as exc:
+            if not registry.is_registry_error(exc):
+                raise
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.warning("MLflow update %d/%d failed: %s", attempt, REGISTRY_ATTEMPTS, reason)
+            if attempt < REGISTRY_ATTEMPTS:
+                time.sleep(2.0 * attempt)
+    return reason
+
+
+@task(name="switch-alias", cache_policy=NO_CACHE)
 def promote_pair(
     settings: Settings,
     alias: str,
@@ -101,44 +143,61 @@ def promote_pair(
     ref: ModelVersionRef,
     approver: str,
     comment: str,
-) -> SwitchResult:
-    """Switch the production alias, then mirror it in MLflow (alias and tags)."""
+) -> tuple[SwitchResult, str]:
+    """Switch the production alias, then mirror it in MLflow (alias and tags).
+
+    Returns:
+        The switch, and a warning ("" if none) when MLflow could not be updated.
+    """
     logger = get_run_logger()
     result = switch_alias(settings, alias, candidate, expected_live)
     logger.info(
         "alias %s -> %s (was %s) in %.1f ms", alias, candidate, result.previous, result.switch_ms
     )
-    registry.set_alias(settings, ref, settings.production_model_alias)
-    registry.set_tags(
-        settings,
-        ref,
-        {
-            "status": "live",
-            "collection": candidate,
-            "approved_by": approver,
-            "approval_comment": comment,
-            "approved_at": now_iso(),
-        },
-    )
-    return result
+    for line in result.repaired:
+        logger.warning("repaired a record left by an earlier switch: %s", line)
+    tags = {
+        "status": "live",
+        "collection": candidate,
+        "approved_by": approver,
+        "approval_comment": comment,
+        "approved_at": now_iso(),
+    }
+    failed = sync_registry(settings, ref, tags)
+    warning = ""
+    if failed:
+        warning = (
+            f"{candidate} is live behind {alias!r}, but MLflow at "
+            f"{settings.mlflow_tracking_uri} was not updated ({failed}); "
+            f"`indexpair reconcile --alias {alias} --apply` finishes it"
+        )
+        logger.warning(warning)
+    return result, warning
+
+
+# A collection in one of these states was approved or has served: never rejected here.
+KEPT_STATES = frozenset(
+    {PairState.APPROVED, PairState.LIVE, PairState.PREVIOUS, PairState.ROLLED_BACK}
+)
 
 
 def reject(settings: Settings, collection: str, ref: ModelVersionRef | None, reason: str) -> bool:
     """Mark a failed build ``rejected``, drop it, and tag the model version with why.
 
-    Never touches an aliased collection. Returns True when the collection was dropped.
+    Never touches an aliased collection, nor one that was approved or has served (its
+    state says so): those are kept, and their model version is not tagged rejected.
+    Returns True when the collection was dropped.
     """
-    gateway = MilvusGateway(settings)
-    dropped = False
-    try:
+    with MilvusGateway(settings) as gateway:
         if gateway.exists(collection):
-            if gateway.aliases_of(collection):
-                log.warning("not rejecting %s: an alias points at it", collection)
+            state = gateway.read_pair(collection).state
+            if gateway.aliases_of(collection) or state in KEPT_STATES:
+                log.warning("not rejecting %s (%s): %s", collection, state.value, reason)
                 return False
             gateway.set_state(collection, PairState.REJECTED, reason)
             dropped = gateway.drop(collection)
-    finally:
-        gateway.close()
+        else:
+            dropped = False
     if ref is not None:
         tags = {
             "status": "rejected",
@@ -156,7 +215,7 @@ def reject(settings: Settings, collection: str, ref: ModelVersionRef | None, rea
     return dropped
 
 
-@task(name="reject-build", persist_result=True)
+@task(name="reject-build", cache_policy=NO_CACHE)
 def reject_build(
     settings: Settings, collection: str, ref: ModelVersionRef | None, reason: str
 ) -> bool:

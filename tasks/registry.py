@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
@@ -25,7 +26,7 @@ class ModelProbe(BaseModel):
         return f"model {self.ref.name} v{self.ref.version}"
 
 
-@task(name="resolve-model-version", persist_result=True)
+@task(name="resolve-model-version", cache_policy=NO_CACHE)
 def resolve_model_version(
     settings: Settings, model_name: str, model_version: str | None
 ) -> ModelVersionRef:
@@ -54,4 +55,12 @@ def probe(settings: Settings, ref: ModelVersionRef, sample: list[str]) -> ModelP
     return ModelProbe(ref=ref, local_path=str(path), dim=dim)
 
 
-probe_model = task(name="probe-model", persist_result=True)(probe)
+# Not cached: the result names a path on this machine's disk, which a resumed run on
+# another worker does not have.
+probe_model = task(name="probe-model", cache_policy=NO_CACHE)(probe)
+
+
+@task(name="fetch-model", cache_policy=NO_CACHE)
+def fetch_model(settings: Settings, ref: ModelVersionRef, dim: int) -> ModelProbe:
+    """A model version a pair was built with, downloaded (again, if this disk lacks it)."""
+    return ModelProbe(ref=ref, local_path=str(registry.download_model(settings, ref)), dim=dim)

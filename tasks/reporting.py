@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from indexpair.gateways import mlflow as registry
@@ -66,7 +67,7 @@ def report_markdown(
     return "\n".join(lines)
 
 
-@task(name="publish-report", persist_result=True)
+@task(name="publish-report", cache_policy=NO_CACHE)
 def publish_report(
     settings: Settings,
     report: ValidationReport,

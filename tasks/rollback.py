@@ -15,13 +15,13 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from indexpair.errors import PairNotFound, RegistryError, RollbackRefused
+from indexpair.errors import PairNotFound, RollbackRefused
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import ModelVersionRef
 from indexpair.pair import PairMetadata, PairState, check_name, now_iso
 from indexpair.settings import Settings
-from tasks.promotion import switch_alias
+from tasks.promotion import switch_alias, sync_registry
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class RollbackResult(BaseModel):
     from_model_version: str
     switch_ms: float
     loaded_now: bool
+    warnings: list[str] = []
 
 
 def _latest_previous(gateway: MilvusGateway, alias: str, live: str, family: str) -> str:
@@ -130,36 +131,45 @@ def prepare(settings: Settings, alias: str, target: str | None = None) -> Rollba
     )
 
 
-def _mirror_in_registry(settings: Settings, plan: RollbackPlan, reason: str) -> None:
-    """Move the MLflow ``production`` alias back and tag both versions."""
+def _mirror_in_registry(settings: Settings, plan: RollbackPlan, reason: str) -> str:
+    """Move the MLflow ``production`` alias back and tag both versions; retried.
+
+    Returns:
+        "" when done, else why not (the alias has moved already: a warning).
+    """
     old, new = plan.live_pair, plan.target_pair
     stamp = now_iso()
     old_ref = ModelVersionRef(name=old.model_name, version=old.model_version, uri=old.model_uri)
     new_ref = ModelVersionRef(name=new.model_name, version=new.model_version, uri=new.model_uri)
-    if old.model_version != new.model_version:
-        registry.set_tags(settings, old_ref, {"status": "rolled_back", "rolled_back_at": stamp})
-    registry.set_alias(settings, new_ref, settings.production_model_alias)
+    if (old.model_name, old.model_version) != (new.model_name, new.model_version):
+        try:
+            registry.set_tags(settings, old_ref, {"status": "rolled_back", "rolled_back_at": stamp})
+        except MlflowException as exc:
+            log.warning(
+                "could not tag %s v%s rolled back: %s", old.model_name, old.model_version, exc
+            )
     tags = {"status": "live", "collection": plan.target, "restored_at": stamp}
-    registry.set_tags(settings, new_ref, tags | {"restore_reason": reason[:4000]})
+    return sync_registry(settings, new_ref, tags | {"restore_reason": reason[:4000]})
 
 
 def roll_back(settings: Settings, plan: RollbackPlan, reason: str = "") -> RollbackResult:
     """Switch the alias back (locked compare-and-swap), then mirror it in MLflow.
 
+    The pair rolled back from becomes ``rolled_back``: never a default target again.
+
     Raises:
         PromotionConflict: the alias moved after the plan was made.
-        RegistryError: Milvus switched but MLflow could not be updated; rerun with the
-            same target, which is idempotent.
     """
-    switched = switch_alias(settings, plan.alias, plan.target, plan.live)
-    try:
-        _mirror_in_registry(settings, plan, reason)
-    except MlflowException as exc:
-        raise RegistryError(
-            f"alias {plan.alias!r} now serves {plan.target!r}, but MLflow at "
-            f"{settings.mlflow_tracking_uri} was not updated ({exc.message[:200]}); "
-            f"run `indexpair rollback --to {plan.target}` again to finish"
-        ) from exc
+    switched = switch_alias(settings, plan.alias, plan.target, plan.live, kind="rollback")
+    failed = _mirror_in_registry(settings, plan, reason)
+    warnings = []
+    if failed:
+        warnings.append(
+            f"alias {plan.alias!r} serves {plan.target!r}, but MLflow at "
+            f"{settings.mlflow_tracking_uri} was not updated ({failed}); "
+            f"`indexpair reconcile --alias {plan.alias} --apply` finishes it"
+        )
+        log.warning(warnings[-1])
     return RollbackResult(
         alias=plan.alias,
         collection=plan.target,
@@ -169,6 +179,7 @@ def roll_back(settings: Settings, plan: RollbackPlan, reason: str = "") -> Rollb
         from_model_version=plan.live_pair.model_version,
         switch_ms=switched.switch_ms,
         loaded_now=plan.loaded_now,
+        warnings=warnings,
     )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 from pymilvus import MilvusException
@@ -167,7 +168,7 @@ def shadow_markdown(shadow: ShadowReport) -> list[str]:
     return lines
 
 
-@task(name="shadow-compare", persist_result=True)
+@task(name="shadow-compare", cache_policy=NO_CACHE)
 def shadow_compare(
     settings: Settings,
     candidate: str,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from indexpair.errors import GoldenQueryError
@@ -240,5 +241,5 @@ def validate(
 
 
 # The tasks are the plain functions above, orchestrated: unit tests call the functions.
-validate_candidate = task(name="validate-candidate", persist_result=True)(validate)
-load_golden_queries = task(name="load-golden-queries", persist_result=True)(load_golden)
+validate_candidate = task(name="validate-candidate", cache_policy=NO_CACHE)(validate)
+load_golden_queries = task(name="load-golden-queries", cache_policy=NO_CACHE)(load_golden)

@@ -41,6 +41,8 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         # The MLflow server re-reads its webhook list after 1 s instead of 60 s.
         "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+        # Crash points fire only when a test lists them in this file (none by default).
+        "INDEXPAIR_CRASH_FILE": str(state / "crash-points"),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -102,6 +102,12 @@ class MilvusGateway:
         """Release the connection."""
         self.client.close()
 
+    def __enter__(self) -> MilvusGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def server_kind(self) -> ServerKind:
         """``"lite"`` for Milvus Lite, ``"standalone"`` for a real Milvus server (any mode).
 
@@ -326,6 +332,6 @@ class MilvusGateway:
         """Create the alias the first time, re-point it after. One atomic Milvus call."""
         check_name(alias, "alias name")
         if self.alias_target(alias) is None:
-            self.client.create_alias(name, alias)
+            _retrying(lambda: self.client.create_alias(name, alias), f"create_alias {alias}")
         else:
-            self.client.alter_alias(name, alias)
+            _retrying(lambda: self.client.alter_alias(name, alias), f"alter_alias {alias}")

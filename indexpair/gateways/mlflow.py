@@ -68,6 +68,13 @@ def unreachable(settings: Settings, exc: Exception) -> RegistryError:
     )
 
 
+def is_registry_error(exc: BaseException) -> bool:
+    """Whether an exception is MLflow failing or unreachable (not a bug of ours)."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException | RegistryError | OSError)
+
+
 def resolve_version(
     settings: Settings, name: str, version: str | None = None, alias: str | None = None
 ) -> ModelVersionRef:

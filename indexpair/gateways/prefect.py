@@ -158,6 +158,17 @@ def resume(settings: Settings, flow_run_id: str, run_input: dict[str, Any]) -> N
         raise
 
 
+def answer_form(settings: Settings, flow_run_id: str, answer: dict[str, Any]) -> None:
+    """Resume a waiting run with ``answer`` on top of the values its form shows.
+
+    The fields the run filled in (the build the form is about) go back as shown, so the
+    answer is bound to the build whose report is on screen now.
+    """
+    run_id(flow_run_id)  # a malformed id is named before any network call
+    require_api(settings)
+    resume(settings, flow_run_id, {**pending_form(flow_run_id), **answer})
+
+
 def ensure_lock(name: str) -> None:
     """Create the global concurrency limit of size 1 that serializes alias switches."""
     from prefect.client.orchestration import get_client
@@ -168,14 +179,43 @@ def ensure_lock(name: str) -> None:
         client.upsert_global_concurrency_limit_by_name(name, limit=1)
 
 
+# The shortest lease Prefect grants. The holder renews it while alive; a process killed
+# inside the lock frees it when the server's repossessor next runs (every 15 s), so a
+# retry after a crash waits at most about 75 s instead of the default 5 minutes.
+LOCK_LEASE_S = 60
+
+
 @contextmanager
 def alias_lock(name: str, timeout_s: float = 300) -> Iterator[None]:
     """Hold the per-alias lock (strict: a missing limit is an error, not a free pass)."""
     from prefect.concurrency.sync import concurrency
 
     ensure_lock(name)
-    with concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_s):
+    with concurrency(
+        name, occupy=1, strict=True, timeout_seconds=timeout_s, lease_duration=LOCK_LEASE_S
+    ):
         yield
+
+
+def pending_form(flow_run_id: str) -> dict[str, Any]:
+    """The values the approval form of a waiting run shows (its fields' defaults).
+
+    Raises:
+        IndexPairError: the run is not waiting for input.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.input.actions import read_flow_run_input
+
+    target = run_id(flow_run_id)
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(target).state
+    keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
+    if not keyset:
+        name = state.name if state else "unknown"
+        raise IndexPairError(f"flow run {flow_run_id} is not awaiting approval; it is {name}")
+    schema: Any = read_flow_run_input(keyset["schema"], flow_run_id=target) or {}
+    fields = dict(schema).get("properties", {})
+    return {name: spec["default"] for name, spec in fields.items() if "default" in spec}
 
 
 def run_is_active(flow_run_id: str) -> tuple[bool, str]:

@@ -5,10 +5,19 @@ from __future__ import annotations
 import pytest
 
 from flows.refresh import AUTO_APPROVER, auto_decision
+from indexpair.gateways.mlflow import ModelVersionRef
+from tasks.collections import BuildPin
 from tasks.refresh import diff
 from tasks.validation import Metrics, ValidationReport
 
 LIVE = {"a": "h1", "b": "h2", "c": "h3", "d": "h4"}
+BUILD = BuildPin(
+    name="m_v1_abcd1234",
+    ref=ModelVersionRef(name="m", version="1", uri="models:/m/1"),
+    baseline="m_v1_live0000",
+    source_fingerprint="sha256:00",
+    report='{"collection": "c"}',
+)
 
 
 @pytest.mark.parametrize(
@@ -54,8 +63,9 @@ def _report(candidate: tuple[float, float, float], live: tuple[float, float, flo
 def test_auto_approval_only_without_regression(
     candidate: tuple[float, float, float], live: tuple[float, float, float] | None, auto: bool
 ) -> None:
-    decision = auto_decision(_report(candidate, live))
+    decision = auto_decision(_report(candidate, live), BUILD)
     assert (decision is not None) == auto
     if decision is not None:
         assert decision.approve and decision.approver == AUTO_APPROVER
+        assert (decision.candidate, decision.model_version) == (BUILD.name, "1")  # bound
         assert f"recall_at_k {candidate[0]:.3f} ≥ {live[0]:.3f}" in decision.comment  # type: ignore[index]
