@@ -86,14 +86,14 @@ def plant(
     gateway.finalize(name)
 
 
-def register(settings: Settings, model: str, source_version: str) -> None:
-    """Model ``model`` in MLflow with versions 1 and 2 (the demo model's artifacts)."""
+def register(settings: Settings, model: str, source_version: str, versions: int = 4) -> None:
+    """Model ``model`` in MLflow with versions 1 to 4 (the demo model's artifacts)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     original = client.get_model_version(MODEL_NAME, source_version)
     client.create_registered_model(model)
-    for _ in range(2):
+    for _ in range(versions):
         client.create_model_version(
             model,
             original.source,
@@ -237,7 +237,7 @@ def matrix(stack_settings: Settings, demo_versions: dict[str, str]) -> dict[str,
         for i, s in enumerate(MATRIX):
             tag = f"{s.step[0]}{i}"
             s.alias, s.model = f"crash_{tag}", f"crash-model-{tag}"
-            register(stack_settings, s.model, demo_versions["tfidf"])
+            register(stack_settings, s.model, demo_versions["tfidf"], 4 if s.step == "gc" else 2)
             args = SETUPS[s.step](stack_settings, gateway, s, tag)
             s.crashed = crash(stack_settings, s, args)
             recoveries.append((s, args))
@@ -303,7 +303,7 @@ def test_mlflow_down_after_the_switch_is_repaired_by_reconcile(
     from tests.conftest import free_port
 
     s = Scenario("none", "promote", alias="crash_mlflow_down", model="crash-model-mlflow-down")
-    register(stack_settings, s.model, demo_versions["tfidf"])
+    register(stack_settings, s.model, demo_versions["tfidf"], 2)
     with MilvusGateway(stack_settings) as gateway:
         alias, new, old = setup_promote(stack_settings, gateway, s, "md")
     down = stack_settings.model_copy(

@@ -1,0 +1,108 @@
+"""What was approved is what goes live, through the real worker: the build's step
+boundaries crashed one after another in one flow run, and the approval wait survived by
+a moved ``staging`` alias plus a redeployed worker with another setting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from deployments.promotions import answer
+from indexpair import faults
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways import prefect as prefect_api
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.pair import PairState
+from indexpair.roles import group_of
+from indexpair.settings import Settings
+from tests.conftest import MODEL_NAME
+from tests.e2e.conftest import build_name, decide, new_version_like, promotion_params
+from tests.faults.conftest import reschedule, restart_service, wait_run, worker_log_size
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+BUILD_POINTS = ["build.created", "build.inserted", "build.validated"]
+
+
+def _crash_and_resume(settings: Settings, run_id: str, since: int) -> dict[str, str]:
+    """Wait for the armed crash to kill the run, put it back in the queue, wait again."""
+    crashed = wait_run(settings, run_id, 600, paused=False)
+    assert crashed["state_type"] == "CRASHED", crashed
+    reschedule(settings, run_id, since)
+    return wait_run(settings, run_id, 600)
+
+
+def test_every_build_boundary_crashed_then_resumed_promotes_the_one_build(
+    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str]
+) -> None:
+    alias, version = "crash_flow", demo_versions["tfidf"]
+    armed = Path(os.environ[faults.ENV])
+    faults.arm(armed, *BUILD_POINTS)
+    since = worker_log_size(stack_settings)
+    with prefect_api.prefect_api(stack_settings):
+        run = prefect_api.start_deployment(stack_settings, promotion_params(version, alias))
+    candidate = build_name(run, version)
+    snap: dict[str, str] = {}
+    for point in BUILD_POINTS:
+        snap = _crash_and_resume(stack_settings, run["id"], since)
+        since = worker_log_size(stack_settings)
+        assert point not in armed.read_text(encoding="utf-8").split(), f"{point} never fired"
+        assert milvus.alias_target(alias) is None  # production untouched before approval
+        ours = [n for n, p in milvus.list_pairs() if p.flow_run_id == run["id"]]
+        assert ours == [candidate], ours  # one build, however often it resumed
+    assert snap["state_type"] == "PAUSED", snap
+    assert milvus.read_pair(candidate).state == PairState.AWAITING_APPROVAL
+
+    faults.arm(armed, "approval.verified")
+    since = worker_log_size(stack_settings)
+    crashed = answer(stack_settings, snap["id"], True, "crash-matrix", "approved, then a crash")
+    assert crashed["state_type"] == "CRASHED", crashed
+    reschedule(stack_settings, snap["id"], since)
+    done = wait_run(stack_settings, snap["id"], 600, paused=False)
+    assert done["state_type"] == "COMPLETED", done
+    assert milvus.alias_target(alias) == candidate
+    states = {n: p.state for n, p in milvus.list_pairs() if group_of(p) == alias}
+    assert states == {candidate: PairState.LIVE}, states
+    assert milvus.row_count(candidate) == milvus.read_pair(candidate).source_rows
+    assert registry.alias_version(stack_settings, MODEL_NAME, "production") == version
+
+
+def test_staging_moved_and_worker_redeployed_while_waiting_promotes_what_was_approved(
+    stack_settings: Settings,
+    milvus: MilvusGateway,
+    demo_versions: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlflow import MlflowClient
+
+    alias = "bound_approval"
+    client = MlflowClient(stack_settings.mlflow_tracking_uri, stack_settings.mlflow_tracking_uri)
+    first = new_version_like(stack_settings, demo_versions["tfidf"])
+    client.set_registered_model_alias(MODEL_NAME, "staging", first)
+    try:
+        params = promotion_params(demo_versions["tfidf"], alias) | {"model_version": None}
+        with prefect_api.prefect_api(stack_settings):
+            run = prefect_api.start_deployment(stack_settings, params)
+        snap = wait_run(stack_settings, run["id"], 600)
+        assert snap["state_type"] == "PAUSED", snap
+        reviewed = build_name(snap, first)
+        assert milvus.read_pair(reviewed).state == PairState.AWAITING_APPROVAL
+
+        second = new_version_like(stack_settings, demo_versions["tfidf"])
+        client.set_registered_model_alias(MODEL_NAME, "staging", second)
+        monkeypatch.setenv("INDEXPAIR_EMBED_BATCH_SIZE", "97")  # a routine redeploy
+        restart_service(stack_settings, ["worker"])
+
+        done = decide(stack_settings, snap, approve=True, approver="reviewer-of-v" + first)
+        assert done["state_type"] == "COMPLETED", done
+        assert milvus.alias_target(alias) == reviewed
+        assert milvus.read_pair(reviewed).state == PairState.LIVE
+        assert not milvus.exists(build_name(snap, second)), "a build nobody reviewed"
+        ours = [n for n, p in milvus.list_pairs() if p.flow_run_id == snap["id"]]
+        assert ours == [reviewed]
+        assert registry.alias_version(stack_settings, MODEL_NAME, "production") == first
+    finally:
+        client.delete_registered_model_alias(MODEL_NAME, "staging")
+        monkeypatch.undo()
+        restart_service(stack_settings, ["worker"])
