@@ -23,7 +23,9 @@ class RetentionPolicy(BaseModel):
     """What garbage collection keeps. Rendered as a form in the Prefect UI."""
 
     keep_previous: int = Field(
-        1, ge=1, description="Previous pairs kept per alias for rollback (never less than 1)"
+        1,
+        ge=1,
+        description="Rollback targets kept per alias, the first a rollback would pick (at least 1)",
     )
     max_age_days: float = Field(
         7,
