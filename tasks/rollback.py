@@ -15,6 +15,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
+from indexpair import roles
 from indexpair.errors import PairNotFound, RollbackRefused
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
@@ -51,38 +52,44 @@ class RollbackResult(BaseModel):
     warnings: list[str] = []
 
 
-def _latest_previous(gateway: MilvusGateway, alias: str, live: str, family: str) -> str:
-    """The most recently retired ``previous`` pair that served ``alias``."""
-    candidates = [
-        (pair.previous_since or pair.created_at, name)
-        for name, pair in gateway.list_pairs()
-        if name != live
-        and pair.state == PairState.PREVIOUS
-        and pair.model_name == family
-        and pair.alias in (alias, "")
-    ]
-    if not candidates:
+def _latest_previous(gateway: MilvusGateway, alias: str, live: str) -> str:
+    """The default target: the most recently retired rollback target of ``alias``.
+
+    Uses the one shared rule (:func:`indexpair.roles.rollback_targets`), so garbage
+    collection keeps exactly the pairs a rollback would pick. The target may hold another
+    model version or model name than the live pair: every pair carries its own model.
+
+    Raises:
+        RollbackRefused: naming the alias, when no pair other than the live one qualifies.
+    """
+    targets = [name for name in roles.rollback_targets(gateway.list_pairs(), alias) if name != live]
+    if not targets:
         raise RollbackRefused(
             f"alias {alias!r} has no previous pair to roll back to (live: {live!r}); "
             "garbage collection keeps at least one, so none was ever retired, or name "
             "one with --to"
         )
-    return max(candidates)[1]
+    return targets[0]
 
 
-def _check_target(alias: str, target: str, pair: PairMetadata, live_pair: PairMetadata) -> None:
-    """Refuse a target of another model family, another alias, or a state never approved."""
-    if pair.model_name != live_pair.model_name:
+# States a person may name with --to: a pair that served before, or one rolled back from
+# (never a default target, but restoring it on purpose is a person's call).
+_EXPLICIT_STATES = frozenset({PairState.PREVIOUS, PairState.ROLLED_BACK})
+
+
+def _check_target(alias: str, target: str, pair: PairMetadata) -> None:
+    """Refuse a target that never served ``alias`` or whose state cannot serve again.
+
+    Raises:
+        RollbackRefused: naming the target, and the alias or state at fault.
+    """
+    served = roles.group_of(pair)
+    if served != alias:
+        raise RollbackRefused(f"{target!r} served alias {served!r}, not {alias!r}")
+    if pair.state not in _EXPLICIT_STATES:
         raise RollbackRefused(
-            f"{target!r} holds model {pair.model_name!r}, but alias {alias!r} serves "
-            f"{live_pair.model_name!r}; a rollback stays within one model family"
-        )
-    if pair.alias and pair.alias != alias:
-        raise RollbackRefused(f"{target!r} served alias {pair.alias!r}, not {alias!r}")
-    if pair.state != PairState.PREVIOUS:
-        raise RollbackRefused(
-            f"{target!r} is {pair.state.value}; only a pair that served before "
-            "(state previous) can be rolled back to"
+            f"{target!r} is {pair.state.value}; only a pair that served alias {alias!r} "
+            "before (state previous or rolled_back) can be rolled back to"
         )
 
 
@@ -92,11 +99,14 @@ def prepare(settings: Settings, alias: str, target: str | None = None) -> Rollba
     Args:
         settings: where Milvus is.
         alias: the production alias to move back.
-        target: a named managed collection; default the most recent previous pair.
+        target: a named managed collection that served ``alias`` (state ``previous`` or
+            ``rolled_back``); default the most recently retired ``previous`` pair of
+            ``alias``, of any model name or version.
 
     Raises:
         PairNotFound: the alias or the target is missing, or the target is not managed.
-        RollbackRefused: no previous pair, or the target cannot serve this alias.
+        RollbackRefused: no previous pair, or the target never served this alias, is in
+            a state that cannot serve, or is damaged.
     """
     check_name(alias, "alias name")
     gateway = MilvusGateway(settings)
@@ -106,12 +116,12 @@ def prepare(settings: Settings, alias: str, target: str | None = None) -> Rollba
             raise PairNotFound(f"alias {alias!r} does not exist; there is nothing to roll back")
         live_pair = gateway.read_pair(live)
         if target is None:
-            target = _latest_previous(gateway, alias, live, live_pair.model_name)
+            target = _latest_previous(gateway, alias, live)
         check_name(target, "rollback target")
         if target == live:
             raise RollbackRefused(f"{target!r} is already live behind alias {alias!r}")
         pair = gateway.read_pair(target)
-        _check_target(alias, target, pair, live_pair)
+        _check_target(alias, target, pair)
         loaded_now = gateway.ensure_loaded(target)
         rows = gateway.row_count(target)
         if rows != pair.source_rows:

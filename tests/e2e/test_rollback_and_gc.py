@@ -1,14 +1,17 @@
 """Rollback and garbage collection through the real Prefect server, Milvus and MLflow.
 
 One alias goes through: a first promotion (TF-IDF), a refused rollback (no previous
-pair), a second promotion (MiniLM), refused rollbacks to bad targets, a rollback through
-the deployment, then garbage collection in dry run and for real while a third promotion
-waits for approval, with a foreign collection planted beside the managed ones.
+pair), a second promotion (MiniLM), rollback targets chosen and refused by the shared
+rule, a rollback through the deployment, then garbage collection in dry run and for real
+while a third promotion waits for approval, with foreign, rolled-back, approved and
+unknown-run collections planted beside the managed ones; last the abandoned-build reaper
+with its grace period.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +27,7 @@ from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairMetadata, PairState, collection_name
 from indexpair.query import PairSearcher
 from indexpair.settings import Settings
-from tasks.retention import RetentionPolicy, Verdict, apply
+from tasks.retention import RetentionPolicy, Verdict, apply, reap_abandoned
 from tasks.rollback import prepare
 from tests.conftest import MODEL_NAME
 from tests.e2e.conftest import build_name, decide, promotion_params, start
@@ -47,9 +50,25 @@ def _run_deployment(settings: Settings, deployment: str, params: dict[str, Any])
         return prefect_api.wait(settings, run["id"], 300, until_paused=False)
 
 
-def _plant(gateway: MilvusGateway, name: str, state: PairState, age_days: float, **kw: str) -> None:
-    """A managed collection made directly, with back-dated metadata (no build needed)."""
-    stamp = (datetime.now(UTC) - timedelta(days=age_days)).isoformat(timespec="seconds")
+def _ago(days: float) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="seconds")
+
+
+def _plant(
+    gateway: MilvusGateway,
+    name: str,
+    state: PairState,
+    age_days: float,
+    retired_days: float | None = None,
+    **kw: str,
+) -> None:
+    """A managed collection made directly, with back-dated metadata (no build needed).
+
+    Created ``age_days`` ago; a previous or rolled-back pair retired ``retired_days`` ago
+    (default: when it was created).
+    """
+    stamp = _ago(age_days)
+    retired = _ago(age_days if retired_days is None else retired_days)
     meta = PairMetadata(
         model_name=kw.pop("model_name", MODEL_NAME),
         model_version="1",
@@ -61,8 +80,9 @@ def _plant(gateway: MilvusGateway, name: str, state: PairState, age_days: float,
         source_rows=0,
         state=state,
         created_at=stamp,
-        previous_since=stamp if state == PairState.PREVIOUS else "",
-        alias=ALIAS,
+        previous_since=retired if state == PairState.PREVIOUS else "",
+        rolled_back_since=retired if state == PairState.ROLLED_BACK else "",
+        alias=kw.pop("alias", ALIAS),
         **kw,
     )
     gateway.create_pair_collection(name, meta)
@@ -85,29 +105,56 @@ def history(stack_settings: Settings, demo_versions: dict[str, str]) -> Iterator
     yield seen
 
 
+def test_rollback_targets_follow_the_shared_rule(
+    stack_settings: Settings, history: dict[str, Any], milvus: MilvusGateway
+) -> None:
+    """Default: the most recently retired previous pair of the alias, of any model name."""
+    other_model = collection_name("other-model", "1", "plantmodel01")
+    _plant(milvus, other_model, PairState.PREVIOUS, 0, model_name="other-model")
+    rolled = collection_name(MODEL_NAME, "1", "plantrolled1")
+    _plant(milvus, rolled, PairState.ROLLED_BACK, 0)  # retired last, but rolled back from
+    try:
+        chosen = prepare(stack_settings, ALIAS)
+        assert chosen.target == other_model, chosen.target
+        assert chosen.target_pair.model_name == "other-model"
+        assert prepare(stack_settings, ALIAS, rolled).target == rolled, "named on purpose"
+        milvus.drop(other_model)
+        assert prepare(stack_settings, ALIAS).target == history["tfidf"]
+        assert milvus.alias_target(ALIAS) == history["minilm"], "prepare must not switch"
+    finally:
+        milvus.drop(other_model)
+        milvus.drop(rolled)
+
+
 def test_bad_rollback_targets_leave_the_alias_alone(
     stack_settings: Settings, history: dict[str, Any], milvus: MilvusGateway
 ) -> None:
     foreign = "e2e_foreign_rollback"
     if not milvus.exists(foreign):
         milvus.client.create_collection(foreign, dimension=8)
-    other_family = collection_name("other-model", "1", "plantfamily1")
-    _plant(milvus, other_family, PairState.PREVIOUS, 0, model_name="other-model")
+    other_alias = collection_name(MODEL_NAME, "1", "plantalias01")
+    _plant(milvus, other_alias, PairState.PREVIOUS, 0, alias="e2e_elsewhere")
+    approved = collection_name(MODEL_NAME, "1", "plantapprov1")
+    _plant(milvus, approved, PairState.APPROVED, 0)
     cases = [
         ("no_such_collection", PairNotFound, "does not exist"),
         (foreign, PairNotFound, "no indexpair pair metadata"),
-        (other_family, RollbackRefused, "model family"),
+        (other_alias, RollbackRefused, "served alias 'e2e_elsewhere'"),
+        (approved, RollbackRefused, "is approved;"),
         (history["minilm"], RollbackRefused, "already live"),
         ("bad-name", Exception, "not a valid Milvus name"),
     ]
-    for target, error, message in cases:
-        with pytest.raises(error, match=message):
-            prepare(stack_settings, ALIAS, target)
-        assert milvus.alias_target(ALIAS) == history["minilm"], target
+    try:
+        for target, error, message in cases:
+            with pytest.raises(error, match=message):
+                prepare(stack_settings, ALIAS, target)
+            assert milvus.alias_target(ALIAS) == history["minilm"], target
+    finally:
+        milvus.drop(other_alias)
+        milvus.drop(approved)
     result = CliRunner().invoke(app, ["rollback", "--alias", ALIAS, "--to", "no_such_collection"])
     assert result.exit_code == 1 and "does not exist" in result.output, result.output
     assert milvus.exists(history["tfidf"]) and milvus.exists(foreign)
-    milvus.drop(other_family)
 
 
 def test_rollback_restores_previous_pair_and_its_results(
@@ -126,6 +173,10 @@ def test_rollback_restores_previous_pair_and_its_results(
     assert done["state_type"] == "COMPLETED", done
     assert milvus.alias_target(ALIAS) == tfidf
     assert milvus.read_pair(tfidf).state == PairState.LIVE
+    # TODO(lead): once the new alias switch lands, the pair rolled back from is recorded
+    # `rolled_back`: assert read_pair(minilm).state == PairState.ROLLED_BACK with
+    # rolled_back_since set, and that prepare(stack_settings, ALIAS) no longer offers it
+    # (RollbackRefused "no previous pair") while prepare(..., minilm) still accepts it.
     assert milvus.read_pair(minilm).state == PairState.PREVIOUS
     assert milvus.is_loaded(tfidf)
     version = demo_versions["tfidf"]
@@ -135,6 +186,27 @@ def test_rollback_restores_previous_pair_and_its_results(
     assert minilm_tags["indexpair.status"] == "rolled_back"
     # The same answers the TF-IDF pair gave when it was first live, and named as such.
     assert _search(stack_settings) == history["tfidf_results"]
+
+
+def _plant_for_gc(milvus: MilvusGateway) -> dict[str, str]:
+    """Managed collections for garbage collection to judge (policy: 1 previous, 1 day)."""
+    names = {
+        key: collection_name(MODEL_NAME, "1", f"plant{key}")
+        for key in ("prev001", "recent01", "fail001", "rbold001", "rbnew001", "apold001")
+    }
+    _plant(milvus, names["prev001"], PairState.PREVIOUS, 30)
+    # Created long ago but retired last: the rollback target, whatever the live pair was.
+    _plant(milvus, names["recent01"], PairState.PREVIOUS, 30, retired_days=0)
+    _plant(milvus, names["fail001"], PairState.FAILED, 2)
+    _plant(milvus, names["rbold001"], PairState.ROLLED_BACK, 30, retired_days=3)
+    _plant(milvus, names["rbnew001"], PairState.ROLLED_BACK, 30, retired_days=0.5)
+    _plant(milvus, names["apold001"], PairState.APPROVED, 3)
+    names["apnew001"] = collection_name(MODEL_NAME, "1", "plantapnew001")
+    _plant(milvus, names["apnew001"], PairState.APPROVED, 0.5)
+    names["unknown1"] = collection_name(MODEL_NAME, "1", "plantunknown1")
+    unknown_run = str(uuid.uuid4())  # a flow run the Prefect API has never seen
+    _plant(milvus, names["unknown1"], PairState.AWAITING_APPROVAL, 3, flow_run_id=unknown_run)
+    return names
 
 
 def test_garbage_collection_keeps_what_rollback_and_approval_need(
@@ -147,30 +219,36 @@ def test_garbage_collection_keeps_what_rollback_and_approval_need(
     foreign = "e2e_foreign_gc"
     if not milvus.exists(foreign):
         milvus.client.create_collection(foreign, dimension=8)
-    old_previous = collection_name(MODEL_NAME, "1", "plantprev001")
-    old_failed = collection_name(MODEL_NAME, "1", "plantfail001")
-    _plant(milvus, old_previous, PairState.PREVIOUS, 30)
-    _plant(milvus, old_failed, PairState.FAILED, 2)
     waiting = start(settings, promotion_params(demo_versions["tfidf"], ALIAS))
     assert waiting["state_type"] == "PAUSED", waiting
     candidate = build_name(waiting, demo_versions["tfidf"])
+    # Planted after the promote run started, so its own reaper never saw them.
+    planted = _plant_for_gc(milvus)
+    dropped = [planted[k] for k in ("prev001", "fail001", "rbold001", "apold001")]
     policy = RetentionPolicy(keep_previous=1, max_age_days=1, abandoned_after_hours=1)
     try:
         params = {"policy": policy.model_dump()}
         dry = _run_deployment(settings, "collect-garbage/daily", params)
         assert dry["state_type"] == "COMPLETED", dry
-        assert milvus.exists(old_previous) and milvus.exists(old_failed), "dry run dropped"
+        assert all(milvus.exists(name) for name in dropped), "dry run dropped"
 
         real = _run_deployment(settings, "collect-garbage/daily", params | {"dry_run": False})
         assert real["state_type"] == "COMPLETED", real
-        assert not milvus.exists(old_previous) and not milvus.exists(old_failed)
-        for kept in (history["tfidf"], history["minilm"], candidate, foreign):
-            assert milvus.exists(kept), kept
+        assert not any(milvus.exists(name) for name in dropped), dropped
+        kept = [history["tfidf"], history["minilm"], candidate, foreign]
+        kept += [planted[k] for k in ("recent01", "rbnew001", "apnew001", "unknown1")]
+        assert all(milvus.exists(name) for name in kept), kept
         assert milvus.alias_target(ALIAS) == history["tfidf"]
+        # Garbage collection kept exactly the pair a rollback would pick now.
+        assert prepare(settings, ALIAS).target == planted["recent01"]
         table = _artifact_rows(settings, real["id"])
+        assert "rollback target 1 of 1" in table[planted["recent01"]]["reason"]
         assert table[candidate]["action"] == "keep" and "in flight" in table[candidate]["reason"]
+        assert "unknown to the Prefect API" in table[planted["unknown1"]]["reason"]
+        assert "never a rollback target" in table[planted["rbnew001"]]["reason"]
+        assert "indexpair switch-approved" in table[planted["apnew001"]]["reason"]
         assert table[foreign]["reason"].startswith("not created by indexpair")
-        assert table[old_previous]["outcome"] == "dropped"
+        assert table[planted["prev001"]]["outcome"] == "dropped"
         status = CliRunner().invoke(app, ["status", "--json"])
         assert status.exit_code == 0, status.output
         shown = {c["name"]: c for c in json.loads(status.stdout)["collections"]}
@@ -178,7 +256,51 @@ def test_garbage_collection_keeps_what_rollback_and_approval_need(
         assert shown[candidate]["age_hours"] is not None
     finally:
         decide(settings, waiting, approve=False)
+        for name in planted.values():
+            milvus.drop(name)
     assert not milvus.exists(candidate)
+
+
+def test_reaper_waits_out_the_grace_period_and_keeps_unknown_runs(
+    stack_settings: Settings, milvus: MilvusGateway
+) -> None:
+    settings = stack_settings
+    ended = _run_deployment(settings, "collect-garbage/daily", {"dry_run": True})
+    assert ended["state_type"] == "COMPLETED", ended
+    # Another model name than the demo's: the reaper's MLflow tags must not touch it.
+    model = "planted-model"
+    fresh, stale, unknown = (
+        collection_name("planted-model", "1", f"plantreap{i}") for i in ("01", "02", "03")
+    )
+    _plant(
+        milvus,
+        fresh,
+        PairState.AWAITING_APPROVAL,
+        2 / 24,
+        flow_run_id=ended["id"],
+        model_name=model,
+    )
+    _plant(
+        milvus,
+        stale,
+        PairState.AWAITING_APPROVAL,
+        7 / 24,
+        flow_run_id=ended["id"],
+        model_name=model,
+    )
+    _plant(milvus, unknown, PairState.BUILDING, 3, flow_run_id=str(uuid.uuid4()), model_name=model)
+    try:
+        with prefect_api.prefect_api(settings):
+            own = reap_abandoned(settings, current_run=ended["id"])
+            assert stale not in own and milvus.exists(stale), "a run's own build is skipped"
+            reaped = reap_abandoned(settings)
+        assert stale in reaped and not milvus.exists(stale), reaped
+        assert fresh not in reaped and unknown not in reaped, reaped
+        assert milvus.read_pair(fresh).state == PairState.AWAITING_APPROVAL, "within 6 h grace"
+        assert milvus.read_pair(unknown).state == PairState.BUILDING, "unknown run kept"
+    finally:
+        for name in (fresh, stale, unknown):
+            milvus.drop(name)
 
 
 def test_dropping_what_is_already_gone_counts_as_done(stack_settings: Settings) -> None:
