@@ -111,7 +111,7 @@ def _copy_path(settings: Settings, uri: str, fingerprint: str) -> Path:
     return settings.state_dir / SOURCES_DIR / f"{name}{Path(s3.split(uri)[1]).suffix}"
 
 
-def readable(settings: Settings, uri: str, fingerprint: str | None) -> tuple[pafs.FileSystem, str]:
+def _readable(settings: Settings, uri: str, fingerprint: str | None) -> tuple[pafs.FileSystem, str]:
     """Filesystem and path to read: the source itself, or its pinned content."""
     if fingerprint is None:
         return filesystem(settings, uri)
@@ -132,7 +132,7 @@ def open_dataset(
     """A pyarrow dataset over the source (its pinned content, given a fingerprint), with
     its columns checked."""
     fmt = source_format(spec.uri)
-    fs, path = readable(settings, spec.uri, fingerprint)
+    fs, path = _readable(settings, spec.uri, fingerprint)
     try:
         info = fs.get_file_info(path)
     except OSError as exc:
