@@ -21,6 +21,21 @@ class SourceDataError(IndexPairError):
     """The source corpus is empty, malformed, or has bad ids or text."""
 
 
+class SourceChangedError(SourceDataError):
+    """The source no longer holds the content a build pinned by its fingerprint."""
+
+    def __init__(self, uri: str, pinned: str, now: str) -> None:
+        super().__init__(
+            f"source {uri!r} changed during the build ({pinned} → {now}); start a new build"
+        )
+        self.uri, self.pinned, self.now = uri, pinned, now
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        # Prefect pickles a failed task's exception; the default would call __init__
+        # with the message alone.
+        return type(self), (self.uri, self.pinned, self.now)
+
+
 class GoldenQueryError(IndexPairError):
     """The golden-query file is malformed or names unknown ids."""
 

@@ -49,10 +49,12 @@ def embed_into(
     on_progress: Callable[[int], None],
     only_ids: frozenset[str] | None = None,
     rows: int | None = None,
+    fingerprint: str | None = None,
 ) -> int:
     """Embed the source (or only the rows in ``only_ids``) with a pool of Ray actors and
     insert it, batch by batch; ``rows`` (how many, when known) sizes the pool and the
-    last, smaller batches.
+    last, smaller batches; ``fingerprint`` (the build's pin) makes it read the content
+    that was checked and counted (``tasks.source.iter_batches``).
 
     Reading, embedding and inserting overlap: this process reads the source and feeds
     the actors (``tasks/embedding_pool.py``) while they embed. Upserts come from this one
@@ -70,7 +72,8 @@ def embed_into(
         layout, _embedder_kwargs(settings, spec, model, layout.threads, layout.forward_batch)
     )
     wanted = pool.id_set(only_ids)
-    tables = (keep_rows(b, spec.id_field, wanted) for b in iter_batches(settings, spec))
+    source = iter_batches(settings, spec, fingerprint=fingerprint)
+    tables = (keep_rows(b, spec.id_field, wanted) for b in source)
     batches = pool.embedding_batches(tables, settings.embed_batch_size, rows, layout.actors)
     finished = pool.embedded(embedders, batches)
     if layout.writers == 1:  # Milvus Lite: this process is the only writer
@@ -124,8 +127,10 @@ def embed_here(
     collection: str,
     on_progress: Callable[[int], None],
     only_ids: frozenset[str],
+    fingerprint: str | None = None,
 ) -> int:
-    """Embed a few rows in this process with the same :class:`BatchEmbedder`.
+    """Embed a few rows (of the pinned content, given ``fingerprint``) in this process with
+    the same :class:`BatchEmbedder`.
 
     For a refresh's small delta, where starting Ray and its actors would cost more than
     the embedding itself (measured: ``benchmarks/refresh.py``).
@@ -139,7 +144,8 @@ def embed_here(
     # Full batches of the matching rows (one predict call per few rows would cost more
     # than the encoding).
     wanted = pool.id_set(only_ids)
-    tables = (keep_rows(b, spec.id_field, wanted) for b in iter_batches(settings, spec))
+    source = iter_batches(settings, spec, fingerprint=fingerprint)
+    tables = (keep_rows(b, spec.id_field, wanted) for b in source)
     batches = pool.embedding_batches(tables, settings.embed_batch_size, None, 1)
     embedded = (embedder.embed_table(t) for t in batches)
     return insert_batches(settings, collection, embedded, on_progress)
@@ -170,16 +176,21 @@ def embed(
     on_progress: Callable[[int], None],
     only_ids: list[str] | None = None,
     rows: int | None = None,
+    fingerprint: str | None = None,
 ) -> int:
     """Embed and insert the source (``rows`` rows, when known), or only ``only_ids``: on
-    Ray, or here when they are few (``embed_here_max_rows``). Returns the rows inserted."""
+    Ray, or here when they are few (``embed_here_max_rows``); of the pinned content when
+    ``fingerprint`` is given. Returns the rows inserted."""
     if only_ids is not None and len(only_ids) <= settings.embed_here_max_rows:
         log.info("embedding %d rows in this process (no Ray start-up)", len(only_ids))
-        return embed_here(settings, spec, model, collection, on_progress, frozenset(only_ids))
+        wanted_here = frozenset(only_ids)
+        return embed_here(settings, spec, model, collection, on_progress, wanted_here, fingerprint)
     try:
         wanted = None if only_ids is None else frozenset(only_ids)
         count = rows if wanted is None else len(wanted)
-        return embed_into(settings, spec, model, collection, on_progress, wanted, count)
+        return embed_into(
+            settings, spec, model, collection, on_progress, wanted, count, fingerprint
+        )
     finally:
         ray_cluster.disconnect()
 
@@ -192,10 +203,12 @@ def embed_and_insert(
     collection: str,
     expected_rows: int,
     only_ids: list[str] | None = None,
+    fingerprint: str | None = None,
 ) -> int:
     """Ray-parallel embedding streamed into Milvus, with a progress artifact in the UI.
 
-    ``only_ids`` restricts it to those rows (a refresh's new and changed documents).
+    ``only_ids`` restricts it to those rows (a refresh's new and changed documents);
+    ``fingerprint`` (``SourceSummary.fingerprint``) pins the content read.
     """
     logger = get_run_logger()
     artifact = create_progress_artifact(
@@ -219,6 +232,6 @@ def embed_and_insert(
             rate = done / max(now - started, 1e-6)
             logger.info("embedded %d/%d rows (%.0f rows/s)", done, expected_rows, rate)
 
-    rows = embed(settings, spec, model, collection, progress, only_ids, expected_rows)
+    rows = embed(settings, spec, model, collection, progress, only_ids, expected_rows, fingerprint)
     logger.info("inserted %d rows into %s in %.1fs", rows, collection, time.monotonic() - started)
     return rows

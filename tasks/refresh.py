@@ -53,10 +53,13 @@ class ChangeSet(BaseModel):
         }
 
 
-def source_hashes(settings: Settings, spec: SourceSpec) -> dict[str, str]:
-    """Content hash of every source row's embedded text, by id (streamed from the source)."""
+def source_hashes(
+    settings: Settings, spec: SourceSpec, fingerprint: str | None = None
+) -> dict[str, str]:
+    """Content hash of every source row's embedded text, by id (streamed from the source,
+    its pinned content when ``fingerprint`` is given)."""
     hashes: dict[str, str] = {}
-    for batch in iter_batches(settings, spec):
+    for batch in iter_batches(settings, spec, fingerprint=fingerprint):
         ids = [str(i) for i in batch.column(spec.id_field).to_pylist()]
         texts = document_texts(batch, spec.text_fields)
         hashes.update((i, content_hash(t)) for i, t in zip(ids, texts, strict=True))
@@ -100,14 +103,16 @@ def diff(source: dict[str, str], live: dict[str, str], live_collection: str) -> 
     )
 
 
-def compare(settings: Settings, spec: SourceSpec, live_collection: str) -> ChangeSet:
-    """The change set between the source and the live collection."""
+def compare(
+    settings: Settings, spec: SourceSpec, live_collection: str, fingerprint: str | None = None
+) -> ChangeSet:
+    """The change set between the source (pinned by ``fingerprint``) and the live collection."""
     gateway = MilvusGateway(settings)
     try:
         live = live_hashes(gateway, live_collection)
     finally:
         gateway.close()
-    return diff(source_hashes(settings, spec), live, live_collection)
+    return diff(source_hashes(settings, spec, fingerprint), live, live_collection)
 
 
 def copy_unchanged(settings: Settings, changes: ChangeSet, target: str) -> int:
@@ -159,9 +164,11 @@ def change_markdown(changes: ChangeSet, collection: str | None) -> str:
 
 
 @task(name="compare-with-live", persist_result=True)
-def compare_with_live(settings: Settings, spec: SourceSpec, live_collection: str) -> ChangeSet:
-    """Task wrapper of :func:`compare`."""
-    changes = compare(settings, spec, live_collection)
+def compare_with_live(
+    settings: Settings, spec: SourceSpec, live_collection: str, fingerprint: str | None = None
+) -> ChangeSet:
+    """Task wrapper of :func:`compare`; ``fingerprint`` is ``SourceSummary.fingerprint``."""
+    changes = compare(settings, spec, live_collection, fingerprint)
     summary = ", ".join(f"{k} {v}" for k, v in changes.counts().items())
     get_run_logger().info("source vs %s: %s", live_collection, summary)
     return changes

@@ -1,25 +1,33 @@
 """The S3 gateway: every call indexpair makes to S3 (or an S3-compatible store) goes here.
 
-pyarrow reads the data (streamed, Parquet/CSV/JSONL); boto3 reads the object's identity
-(ETag and version id) for the source fingerprint. Both retry transient errors (throttling,
-5xx, dropped connections) with AWS's standard backoff, ``S3_ATTEMPTS`` tries in all, and
-fail with a `SourceDataError` that names the URI and the endpoint, never the keys.
+pyarrow reads the data (streamed, Parquet/CSV/JSONL) when no version is pinned; boto3
+reads the object's identity (ETag and version id) for the source fingerprint, and
+downloads the pinned content (by version id, or with If-Match on the ETag) for a build.
+Both retry transient errors (throttling, 5xx, dropped connections) with AWS's standard
+backoff, ``S3_ATTEMPTS`` tries in all, and fail with a `SourceDataError` that names the
+URI and the endpoint, never the keys.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from indexpair.errors import SourceDataError
+from indexpair.errors import SourceChangedError, SourceDataError
 from indexpair.settings import Settings
 
 S3_ATTEMPTS = 4
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 30
+CHUNK_BYTES = 8 << 20  # what one read of a download holds in memory
+GONE_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion", "405", "MethodNotAllowed"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,22 @@ class ObjectInfo:
         """``etag:<etag>`` plus ``@<version id>`` when the bucket is versioned."""
         version = f"@{self.version_id}" if self.version_id and self.version_id != "null" else ""
         return f"etag:{self.etag}{version}"
+
+
+def parse_fingerprint(uri: str, fingerprint: str) -> ObjectInfo:
+    """The ETag and version id that an ``etag:<etag>[@<version id>]`` fingerprint pins.
+
+    Raises:
+        SourceDataError: the fingerprint is not an S3 one (a local file's ``sha256:…``).
+    """
+    body = fingerprint.removeprefix("etag:")
+    etag, _, version = body.partition("@")
+    if body == fingerprint or not etag:
+        raise SourceDataError(
+            f"source {uri!r}: fingerprint {fingerprint!r} is not an S3 object's "
+            "(etag:<ETag>[@<version id>])"
+        )
+    return ObjectInfo(etag=etag, version_id=version or None)
 
 
 def endpoint(settings: Settings) -> str:
@@ -88,21 +112,25 @@ def client(settings: Settings) -> Any:
     )
 
 
-def head(settings: Settings, uri: str) -> ObjectInfo:
-    """ETag and version id of an object.
+def head(settings: Settings, uri: str, version_id: str | None = None) -> ObjectInfo:
+    """ETag and version id of an object (of one version of it, when ``version_id`` is given).
 
     Raises:
-        SourceDataError: the object is missing, access is denied, or the endpoint is
-            unreachable (after the retries); the message names the URI and endpoint.
+        SourceDataError: the object (or version) is missing, access is denied, or the
+            endpoint is unreachable (after the retries); the message names the URI and
+            endpoint.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split(uri)
+    version = {"VersionId": version_id} if version_id else {}
     try:
-        meta = client(settings).head_object(Bucket=bucket, Key=key)
+        meta = client(settings).head_object(Bucket=bucket, Key=key, **version)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "?")
-        if code in {"404", "NoSuchKey", "NotFound"}:
+        if version_id and (code in GONE_CODES or code in {"400", "InvalidArgument"}):
+            raise _version_gone(settings, uri, version_id) from exc
+        if code in GONE_CODES:
             raise SourceDataError(f"source {uri!r} does not exist at {endpoint(settings)}") from exc
         raise SourceDataError(
             f"source {uri!r}: S3 at {endpoint(settings)} refused HeadObject ({code})"
@@ -123,3 +151,101 @@ def unreachable(settings: Settings, uri: str, exc: Exception) -> SourceDataError
         f"request after {S3_ATTEMPTS} attempts ({reason}); check AWS_ENDPOINT_URL, the "
         "network and the keys"
     )
+
+
+def _version_gone(settings: Settings, uri: str, version_id: str) -> SourceDataError:
+    return SourceDataError(
+        f"source {uri!r}: the pinned version {version_id!r} no longer exists at "
+        f"{endpoint(settings)}; start a new build"
+    )
+
+
+def check_pinned(settings: Settings, uri: str, pinned: ObjectInfo) -> None:
+    """Check that S3 still serves the pinned content of an object.
+
+    A versioned pin holds while its version exists (newer versions do not matter: the
+    build read the pinned one); an unversioned pin holds while the ETag is unchanged.
+
+    Raises:
+        SourceChangedError: the object's ETag differs from the pinned one.
+        SourceDataError: the pinned version or the object is gone, or S3 did not answer.
+    """
+    now = head(settings, uri, pinned.version_id)
+    if now.etag != pinned.etag:
+        raise SourceChangedError(uri, pinned.fingerprint, now.fingerprint)
+
+
+def download(settings: Settings, uri: str, pinned: ObjectInfo, dest: Path) -> None:
+    """Stream the pinned content of an object into the file ``dest``.
+
+    Reads by version id when the pin has one, else with ``If-Match`` on the ETag, so S3
+    refuses a changed object rather than serving it; the ETag of the answer is compared
+    too, for stores that ignore ``If-Match``. Memory holds one chunk at a time; ``dest``
+    appears only once complete (written under a temporary name, then renamed), so a
+    reader never sees a partial copy. A connection dropped mid-object restarts the
+    download, ``S3_ATTEMPTS`` times in all.
+
+    Raises:
+        SourceChangedError: the object no longer has the pinned ETag.
+        SourceDataError: the object or its pinned version is gone, or S3 did not answer.
+    """
+    from botocore.exceptions import BotoCoreError
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, S3_ATTEMPTS + 1):
+        body = _get_pinned(settings, uri, pinned)
+        try:
+            _write_atomically(body, dest)
+            return
+        except BotoCoreError as exc:  # the request was answered, the stream then broke
+            if attempt == S3_ATTEMPTS:
+                raise unreachable(settings, uri, exc) from exc
+            time.sleep(attempt)
+        finally:
+            body.close()
+
+
+def _get_pinned(settings: Settings, uri: str, pinned: ObjectInfo) -> Any:
+    """The body of a GetObject for the pinned content (checked by its ETag)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split(uri)
+    if pinned.version_id:
+        condition = {"VersionId": pinned.version_id}
+    else:
+        condition = {"IfMatch": f'"{pinned.etag}"'}
+    try:
+        answer = client(settings).get_object(Bucket=bucket, Key=key, **condition)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "?")
+        if code in {"412", "PreconditionFailed"}:
+            raise SourceChangedError(
+                uri, pinned.fingerprint, head(settings, uri).fingerprint
+            ) from exc
+        if pinned.version_id and code in GONE_CODES | {"400", "InvalidArgument"}:
+            raise _version_gone(settings, uri, pinned.version_id) from exc
+        if code in GONE_CODES:
+            raise SourceDataError(f"source {uri!r} does not exist at {endpoint(settings)}") from exc
+        raise SourceDataError(
+            f"source {uri!r}: S3 at {endpoint(settings)} refused GetObject ({code})"
+        ) from exc
+    except BotoCoreError as exc:
+        raise unreachable(settings, uri, exc) from exc
+    served = ObjectInfo(str(answer["ETag"]).strip('"'), answer.get("VersionId"))
+    if served.etag != pinned.etag:
+        answer["Body"].close()
+        raise SourceChangedError(uri, pinned.fingerprint, served.fingerprint)
+    return answer["Body"]
+
+
+def _write_atomically(body: Any, dest: Path) -> None:
+    """Copy a streaming body into ``dest`` chunk by chunk, renamed into place at the end."""
+    fd, part = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                out.write(chunk)
+        os.replace(part, dest)
+    except BaseException:
+        Path(part).unlink(missing_ok=True)
+        raise

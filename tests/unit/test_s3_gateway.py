@@ -22,6 +22,24 @@ def test_fingerprint(info: s3.ObjectInfo, expected: str) -> None:
     assert info.fingerprint == expected
 
 
+@pytest.mark.parametrize(
+    ("fingerprint", "info"),
+    [
+        ("etag:abc@v1", s3.ObjectInfo("abc", "v1")),
+        ("etag:abc-3", s3.ObjectInfo("abc-3", None)),  # a multipart upload's ETag
+    ],
+)
+def test_fingerprint_parsed_back(fingerprint: str, info: s3.ObjectInfo) -> None:
+    assert s3.parse_fingerprint("s3://b/k.parquet", fingerprint) == info
+    assert info.fingerprint == fingerprint
+
+
+@pytest.mark.parametrize("fingerprint", ["sha256:00", "etag:", "abc@v1", ""])
+def test_foreign_fingerprint_is_refused(fingerprint: str) -> None:
+    with pytest.raises(SourceDataError, match=f"fingerprint {fingerprint!r} is not an S3"):
+        s3.parse_fingerprint("s3://b/k.parquet", fingerprint)
+
+
 @pytest.mark.parametrize("uri", ["s3://bucket", "s3://bucket/", "s3:///key.parquet"])
 def test_incomplete_uri_is_refused(uri: str) -> None:
     with pytest.raises(SourceDataError, match="is not an s3://bucket/key URI"):
