@@ -18,11 +18,12 @@ from tasks.collections import (
     pin_build,
 )
 from tasks.embedding import embed_and_insert
-from tasks.promotion import reap_abandoned_builds, reject_build
+from tasks.promotion import reject_build
 from tasks.registry import probe_model
 from tasks.reporting import report_markdown
+from tasks.retention import reap_abandoned_builds
 from tasks.shadow import shadow_compare
-from tasks.source import SourceSpec, inspect_source
+from tasks.source import SourceSpec, inspect_source, verify_source
 from tasks.validation import ValidationPolicy, load_golden_queries
 
 
@@ -72,9 +73,12 @@ def promote(
         create_collection(settings, build.name, meta)
         faults.crash_point("build.created")
         if build.needs_rows:
-            embed_and_insert(settings, source, model, build.name, summary.rows)
+            embed_and_insert(
+                settings, source, model, build.name, summary.rows, fingerprint=summary.fingerprint
+            )
             faults.crash_point("build.inserted")
         rows = finalize_collection(settings, build.name, summary.rows)
+        verify_source(settings, summary)
         report = validated(settings, build, model, golden, validation, rows)
         shadow = shadow_compare(
             settings, build.name, model.local_path, golden, build.baseline, validation.k

@@ -28,11 +28,12 @@ from tasks.collections import (
     pin_refresh,
 )
 from tasks.embedding import embed_and_insert
-from tasks.promotion import reap_abandoned_builds, reject_build
+from tasks.promotion import reject_build
 from tasks.refresh import compare_with_live, copy_unchanged_vectors, publish_changes
 from tasks.registry import probe_model
 from tasks.reporting import report_markdown
-from tasks.source import SourceSpec, inspect_source
+from tasks.retention import reap_abandoned_builds
+from tasks.source import SourceSpec, inspect_source, verify_source
 from tasks.validation import ValidationPolicy, ValidationReport, load_golden_queries
 
 ApprovalMode = Literal["always", "auto_if_no_regression"]
@@ -93,7 +94,7 @@ def refresh(
     golden = load_golden_queries(golden_queries)
     summary, sample = inspect_source(settings, source, golden)
     check_pinned_source(build, summary)
-    changes = compare_with_live(settings, source, build.baseline)
+    changes = compare_with_live(settings, source, build.baseline, summary.fingerprint)
     if not changes.has_changes:
         publish_changes(settings, changes, build.ref, None)
         return Completed(
@@ -108,9 +109,16 @@ def refresh(
             faults.crash_point("refresh.copied")
             if changes.to_embed:
                 embed_and_insert(
-                    settings, source, model, build.name, len(changes.to_embed), changes.to_embed
+                    settings,
+                    source,
+                    model,
+                    build.name,
+                    len(changes.to_embed),
+                    changes.to_embed,
+                    fingerprint=summary.fingerprint,
                 )
         rows = finalize_collection(settings, build.name, summary.rows)
+        verify_source(settings, summary)
         publish_changes(settings, changes, build.ref, build.name)
         report = validated(settings, build, model, golden, validation, rows)
     except Exception as exc:

@@ -287,7 +287,7 @@ def serve(
 def cleanup() -> None:
     """Remove builds whose flow run ended without finishing them (e.g. approval timeout)."""
     from indexpair.gateways import prefect as prefect_api
-    from tasks.promotion import reap_abandoned
+    from tasks.retention import reap_abandoned
 
     settings = settings_or_exit()
     with prefect_api.prefect_api(settings):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from indexpair.errors import ModelOutputError
@@ -195,7 +196,7 @@ def embed(
         ray_cluster.disconnect()
 
 
-@task(name="embed-and-insert", persist_result=True)
+@task(name="embed-and-insert", cache_policy=NO_CACHE)
 def embed_and_insert(
     settings: Settings,
     spec: SourceSpec,

@@ -19,7 +19,7 @@ from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import ModelVersionRef
-from indexpair.pair import UNFINISHED, PairState, now_iso
+from indexpair.pair import PairState, now_iso
 from indexpair.reconcile import settle_alias
 from indexpair.settings import Settings
 
@@ -228,38 +228,3 @@ def reject_build(
         reason,
     )
     return dropped
-
-
-def reap_abandoned(settings: Settings, current_run: str = "") -> list[str]:
-    """Reject unfinished builds whose flow run ended without finishing them.
-
-    A suspend that times out fails the run on the server, and no code of the run is
-    left to clean up; this is where its candidate goes. A build whose run still runs
-    or waits for approval is left alone.
-    """
-    gateway = MilvusGateway(settings)
-    try:
-        pairs = [(n, p) for n, p in gateway.list_pairs() if p.state in UNFINISHED]
-    finally:
-        gateway.close()
-    reaped = []
-    for name, pair in pairs:
-        if not pair.flow_run_id or pair.flow_run_id == current_run:
-            continue
-        active, state = prefect_api.run_is_active(pair.flow_run_id)
-        if active:
-            continue
-        ref = ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
-        reason = f"abandoned: flow run {pair.flow_run_id} ended ({state.strip(': ')})"
-        reject(settings, name, ref, reason)
-        reaped.append(name)
-    return reaped
-
-
-@task(name="reap-abandoned-builds")
-def reap_abandoned_builds(settings: Settings, current_run: str) -> list[str]:
-    """Task wrapper of :func:`reap_abandoned`."""
-    reaped = reap_abandoned(settings, current_run)
-    if reaped:
-        get_run_logger().info("cleaned up abandoned builds: %s", ", ".join(reaped))
-    return reaped

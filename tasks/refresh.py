@@ -13,6 +13,7 @@ import logging
 import numpy as np
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
@@ -163,7 +164,7 @@ def change_markdown(changes: ChangeSet, collection: str | None) -> str:
     return "\n".join(lines)
 
 
-@task(name="compare-with-live", persist_result=True)
+@task(name="compare-with-live", cache_policy=NO_CACHE)
 def compare_with_live(
     settings: Settings, spec: SourceSpec, live_collection: str, fingerprint: str | None = None
 ) -> ChangeSet:
@@ -174,7 +175,7 @@ def compare_with_live(
     return changes
 
 
-@task(name="copy-unchanged-vectors", persist_result=True)
+@task(name="copy-unchanged-vectors", cache_policy=NO_CACHE)
 def copy_unchanged_vectors(settings: Settings, changes: ChangeSet, target: str) -> int:
     """Task wrapper of :func:`copy_unchanged`."""
     copied = copy_unchanged(settings, changes, target)

@@ -278,7 +278,7 @@ def sample_texts(
     raise SourceDataError(f"source {spec.uri!r} is empty: nothing to index")
 
 
-@task(name="inspect-source", persist_result=True)
+@task(name="inspect-source", cache_policy=NO_CACHE)
 def inspect_source(
     settings: Settings, spec: SourceSpec, golden: GoldenSet
 ) -> tuple[SourceSummary, list[str]]:

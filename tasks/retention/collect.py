@@ -14,6 +14,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
+from indexpair import faults
 from indexpair.errors import PairNotFound
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
@@ -102,6 +103,8 @@ def apply(settings: Settings, verdicts: list[Verdict], dry_run: bool) -> list[Ve
     Each drop happens under the lock of the alias the pair served, after the facts are
     read again, so a rollback or promotion racing with garbage collection wins.
     """
+    if not dry_run:
+        faults.crash_point("gc.planned")
     gateway = MilvusGateway(settings)
     try:
         for verdict in verdicts:
@@ -113,6 +116,7 @@ def apply(settings: Settings, verdicts: list[Verdict], dry_run: bool) -> list[Ve
                 with prefect_api.alias_lock(settings.lock_name(verdict.group)):
                     verdict.outcome = _drop_one(gateway, verdict)
                 log.info("garbage collection: %s %s", verdict.name, verdict.outcome)
+                faults.crash_point("gc.dropped")
     finally:
         gateway.close()
     return verdicts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairState
 from indexpair.query import PairSearcher
 from indexpair.settings import Settings
-from tasks.promotion import reap_abandoned
+from tasks.retention import reap_abandoned
 from tests.conftest import MODEL_NAME
 from tests.e2e.conftest import build_name, decide, promotion_params, start
 
@@ -161,7 +162,12 @@ def test_approval_timeout_fails_run_and_build_is_cleaned(
             time.sleep(1)
         assert state["state_type"] == "FAILED", state
         assert milvus.read_pair(candidate).state == PairState.AWAITING_APPROVAL
-        assert candidate in reap_abandoned(stack_settings)
+        assert candidate not in reap_abandoned(stack_settings)  # within the grace period
+        assert milvus.exists(candidate)
+        milvus.update_pair(
+            candidate, created_at=(datetime.now(UTC) - timedelta(hours=7)).isoformat()
+        )
+        assert candidate in reap_abandoned(stack_settings)  # past it: rejected and dropped
     assert not milvus.exists(candidate)
     assert milvus.alias_target(base_alias) == live_before
     tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["tfidf"])

@@ -173,11 +173,12 @@ def test_rollback_restores_previous_pair_and_its_results(
     assert done["state_type"] == "COMPLETED", done
     assert milvus.alias_target(ALIAS) == tfidf
     assert milvus.read_pair(tfidf).state == PairState.LIVE
-    # TODO(lead): once the new alias switch lands, the pair rolled back from is recorded
-    # `rolled_back`: assert read_pair(minilm).state == PairState.ROLLED_BACK with
-    # rolled_back_since set, and that prepare(stack_settings, ALIAS) no longer offers it
-    # (RollbackRefused "no previous pair") while prepare(..., minilm) still accepts it.
-    assert milvus.read_pair(minilm).state == PairState.PREVIOUS
+    # The pair rolled back from is never a default target again; named, it still is.
+    rolled = milvus.read_pair(minilm)
+    assert rolled.state == PairState.ROLLED_BACK and rolled.rolled_back_since
+    with pytest.raises(RollbackRefused, match="no previous pair"):
+        prepare(stack_settings, ALIAS)
+    assert prepare(stack_settings, ALIAS, minilm).target == minilm
     assert milvus.is_loaded(tfidf)
     version = demo_versions["tfidf"]
     assert registry.alias_version(stack_settings, MODEL_NAME, "production") == version

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from deployments.promotions import answer
+from flows.switch_approved import switch_approved
+from indexpair.errors import ValidationFailed
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
@@ -47,10 +49,28 @@ def test_two_promotions_at_once_one_wins_by_compare_and_swap(
     winner = next(i for i, e in enumerate(ends) if e["state_type"] == "COMPLETED")
     loser = 1 - winner
     assert "PromotionConflict" in ends[loser]["message"], ends[loser]
+    assert "stays approved" in ends[loser]["message"], ends[loser]
     assert milvus.alias_target(base_alias) == names[winner]
     assert milvus.read_pair(names[winner]).state == PairState.LIVE
-    assert not milvus.exists(names[loser])
+    # A person approved the loser: it is kept, approved, for `indexpair switch-approved`.
+    assert milvus.read_pair(names[loser]).state == PairState.APPROVED
     assert registry.alias_version(stack_settings, MODEL_NAME, "production") == versions[winner]
+
+    # Switching it later validates it again, against the winner now live.
+    with prefect_api.prefect_api(stack_settings):
+        try:
+            result = switch_approved(collection=names[loser])
+        except ValidationFailed as exc:  # worse than the winner: refused, still approved
+            assert "stays approved" in str(exc) and names[winner] in str(exc)
+            assert milvus.read_pair(names[loser]).state == PairState.APPROVED
+            assert milvus.alias_target(base_alias) == names[winner]
+        else:
+            assert (result.collection, result.previous) == (names[loser], names[winner])
+            assert milvus.alias_target(base_alias) == names[loser]
+            assert milvus.read_pair(names[loser]).state == PairState.LIVE
+            assert milvus.read_pair(names[winner]).state == PairState.PREVIOUS
+            production = registry.alias_version(stack_settings, MODEL_NAME, "production")
+            assert production == versions[loser]
 
 
 def test_prefect_restart_while_suspended_then_approve(
