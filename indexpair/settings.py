@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -236,7 +238,7 @@ def load_settings() -> Settings:
     is never repeated.
     """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -244,6 +246,12 @@ def load_settings() -> Settings:
             shown = "" if name in SECRET_NAMES else f" (got {err.get('input')!r})"
             problems.append(f"{name}: {err['msg']}{shown}")
         raise ConfigError("invalid indexpair settings: " + "; ".join(problems)) from None
+    # MLflow falls back to a store in the working directory (./mlflow.db) for any call
+    # made without a tracking URI, in this process or its children (Ray actors, the
+    # worker's flow runs). Naming the configured server here, at every entry point,
+    # leaves it no such fallback.
+    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    return settings
 
 
 def loopback_port(uri: str, what: str) -> int:

@@ -1,5 +1,8 @@
 """Settings from the environment; secrets stay secret."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from indexpair.errors import ConfigError
@@ -39,3 +42,18 @@ def test_loopback_port() -> None:
 def test_ui_url() -> None:
     s = Settings(prefect_api_url="http://127.0.0.1:4200/api")
     assert s.flow_run_url("x") == "http://127.0.0.1:4200/runs/flow-run/x"
+
+
+def test_mlflow_never_falls_back_to_a_store_in_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every entry point names the tracking server for MLflow (and the processes it starts)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+
+    assert os.environ["MLFLOW_TRACKING_URI"] == settings.mlflow_tracking_uri
+    import mlflow
+
+    assert mlflow.get_tracking_uri() == settings.mlflow_tracking_uri
+    assert not (tmp_path / "mlflow.db").exists()
