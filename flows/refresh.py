@@ -124,7 +124,7 @@ def refresh(
     except Exception as exc:
         reject_build(settings, build.name, build.ref, f"{type(exc).__name__}: {exc}")
         raise
+    build.source_fingerprint = summary.fingerprint
     auto = auto_decision(report, build) if approval == "auto_if_no_regression" else None
     description = report_markdown(report, build.ref, rows, validation)
-    build.source_fingerprint = summary.fingerprint
     return decide_and_switch(settings, alias, build, description, approval_timeout_s, auto)

@@ -68,19 +68,30 @@ def test_approve_moves_alias_and_mirrors_mlflow(
     v1 = build_name(first, demo_versions["tfidf"])
     assert milvus.read_pair(v1).state == PairState.AWAITING_APPROVAL
     form = approval_form(stack_settings, first["id"])
-    assert set(form["schema"]["properties"]) == {"approve", "approver", "comment"}
-    assert set(form["schema"]["required"]) == {"approve", "approver"}
+    # The form is bound to this build: it names it, pre-filled, and the run checks it.
+    fields = form["schema"]["properties"]
+    bound = {"candidate", "model_name", "model_version", "source_fingerprint", "report_digest"}
+    assert set(fields) == {"approve", "approver", "comment"} | bound
+    pair = milvus.read_pair(v1)
+    assert fields["candidate"]["default"] == v1
+    assert fields["model_version"]["default"] == demo_versions["tfidf"]
+    assert fields["source_fingerprint"]["default"] == pair.source_fingerprint
+    assert fields["report_digest"]["default"] == pair.report_digest
+    assert pair.report_digest.startswith("sha256:") and pair.report
     assert f"Candidate pair `{v1}`" in form["description"]
     assert "| recall_at_k |" in form["description"]
     assert milvus.alias_target(alias) is None  # nothing changes before approval
     assert decide(stack_settings, first, approve=True)["state_type"] == "COMPLETED"
     assert milvus.alias_target(alias) == v1
-    # The resumed run re-ran the flow body: every build step came back from its persisted
-    # result instead of running again.
+    # The resumed run re-ran the flow body without task caches: it found its build in
+    # Milvus, repeated no finished stage (one embedding, one validation) and switched.
     states = task_states(stack_settings, first["id"])
-    for step in ("create-collection", "embed-and-insert", "validate-candidate"):
-        assert states[step] == ["Completed", "Cached"], (step, states[step])
+    assert states["pin-build"] == ["Completed", "Completed"]
+    for step in ("embed-and-insert", "validate-candidate"):
+        assert states[step] == ["Completed"], (step, states[step])
     assert states["switch-alias"] == ["Completed"]
+    assert milvus.read_pair(v1).state == PairState.LIVE
+    assert milvus.read_pair(v1).approved_by == "pytest"
 
     second = start(stack_settings, promotion_params(demo_versions["minilm"], alias))
     v2 = build_name(second, demo_versions["minilm"])

@@ -172,7 +172,7 @@ def setup_reconcile(settings: Settings, gateway: MilvusGateway, s: Scenario, tag
         settings, registry.ModelVersionRef(name=s.model, version="1", uri=""), "production"
     )
     s.names = {"live": new, "retired": old, "retired_as": "previous"}
-    return []
+    return [s.alias]
 
 
 def setup_gc(settings: Settings, gateway: MilvusGateway, s: Scenario, tag: str) -> list[str]:
@@ -224,8 +224,8 @@ def recover(settings: Settings, s: Scenario, args: list[str]) -> None:
             promote_step(settings, *args)
         elif s.step == "gc":
             run("gc", args)
-        else:  # rollback, reconcile: `indexpair reconcile --apply`
-            reconcile(settings, s.alias if s.step == "rollback" else None, apply=True)
+        else:  # rollback, reconcile: `indexpair reconcile --alias A --apply`
+            reconcile(settings, s.alias, apply=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ by the test, so a crash point kills exactly this process. Steps:
 - ``promote ALIAS CANDIDATE EXPECTED_LIVE``: the switch and the MLflow mirror, as the
   promote flow's switch task runs them;
 - ``rollback ALIAS``: plan and roll back to the default target;
-- ``reconcile``: reconcile every alias, applying the fixes;
+- ``reconcile [ALIAS]``: reconcile one alias (default every alias), applying the fixes;
 - ``gc PREFIX``: plan retention and drop what it allows (keep one previous pair, 0 days)
   among the collections whose names start with PREFIX (the test's own).
 """
@@ -45,7 +45,7 @@ def run(step: str, args: list[str]) -> None:
         elif step == "rollback":
             roll_back(settings, prepare(settings, args[0]), "crash matrix")
         elif step == "reconcile":
-            reconcile(settings, apply=True)
+            reconcile(settings, args[0] if args else None, apply=True)
         elif step == "gc":
             verdicts = retention.plan(settings, GC_POLICY)
             mine = [v for v in verdicts if v.name.startswith(args[0])]
