@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, validation_alias=_env("RAY_ADDRESS"))
     ray_ship_code: bool = Field(
         True,
-        description="Ship indexpair's own packages to an existing Ray cluster (RAY_ADDRESS) "
+        description="Ship indexpair's library package to an existing Ray cluster (RAY_ADDRESS) "
         "in the runtime environment; false where the cluster has indexpair installed",
     )
     ray_connect_timeout_s: float = Field(
