@@ -180,7 +180,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
 ) -> None:
     """Alias → collection → model version, and every managed collection with its state."""
-    from indexpair.query import collect_status
+    from indexpair.status import collect_status
 
     settings = settings_or_exit()
     try:
@@ -234,7 +234,7 @@ def search(
     alias: Annotated[str | None, typer.Option(help="Alias to search")] = None,
 ) -> None:
     """Search through the production alias with the model of the pair behind it."""
-    from indexpair.query import PairSearcher, source_titles
+    from indexpair.serving.query import PairSearcher, source_titles
 
     settings = settings_or_exit()
     try:
@@ -267,7 +267,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve GET /search, /pair, /healthz and /metrics over HTTP for the alias."""
-    from indexpair.service import serve as run_service
+    from indexpair.serving.app import serve as run_service
 
     settings = settings_or_exit()
     overrides = {k: v for k, v in (("serve_host", host), ("serve_port", port)) if v is not None}

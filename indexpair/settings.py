@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     milvus_backend: Literal["lite", "standalone"] = Field(
         "lite",
         description="What `indexpair stack up` serves MILVUS_URI with: Milvus Lite, or the real"
-        " Milvus 2.3 standalone server of the `milvus` package (indexpair.milvus_standalone)",
+        " Milvus 2.3 standalone server of the `milvus` package (indexpair.stack.milvus_standalone)",
     )
     milvus_secure: bool = Field(
         False, validation_alias=_env("MILVUS_SECURE"), description="TLS to Milvus (https)"

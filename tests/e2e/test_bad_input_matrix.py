@@ -32,8 +32,8 @@ from indexpair.errors import (
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import check_name
-from indexpair.services import service_env
 from indexpair.settings import Settings
+from indexpair.stack.specs import service_env
 from tasks.registry import probe
 from tasks.retention import RetentionPolicy
 from tasks.source import SourceSpec, check_source, sample_texts

@@ -13,7 +13,7 @@ from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairState
-from indexpair.query import PairSearcher
+from indexpair.serving.query import PairSearcher
 from indexpair.settings import Settings
 from tasks.retention import reap_abandoned
 from tests.conftest import MODEL_NAME

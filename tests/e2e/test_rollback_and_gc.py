@@ -25,7 +25,7 @@ from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairMetadata, PairState, collection_name
-from indexpair.query import PairSearcher
+from indexpair.serving.query import PairSearcher
 from indexpair.settings import Settings
 from tasks.retention import RetentionPolicy, Verdict, apply, reap_abandoned
 from tasks.rollback import prepare

@@ -17,8 +17,8 @@ from indexpair import procs, stack
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.services import service_env
 from indexpair.settings import Settings
+from indexpair.stack.specs import service_env
 from tests.conftest import MODEL_NAME, PROJECT_DIR
 from tests.e2e.conftest import build_name, decide, promotion_params, start
 from tests.support.s3 import S3Source, environment

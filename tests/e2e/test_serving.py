@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from indexpair.consistency import ConsistencyChecker
 from indexpair.gateways import prefect as prefect_api
+from indexpair.serving.consistency import ConsistencyChecker
 from indexpair.settings import Settings
 from tasks.promotion import switch_alias
 from tests.conftest import DATA_DIR, PROJECT_DIR, free_port

@@ -60,7 +60,7 @@ def test_concurrent_triggers_start_one_build(
 
 def job_env(settings: Settings) -> dict[str, str]:
     """The job's environment: the context (the stack's endpoints) and the venv on PATH."""
-    from indexpair.services import service_env
+    from indexpair.stack.specs import service_env
 
     return {
         **service_env(settings),

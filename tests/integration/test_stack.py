@@ -21,8 +21,8 @@ import pytest
 
 from indexpair import procs, stack
 from indexpair.errors import StackError
-from indexpair.services import executable
 from indexpair.settings import Settings
+from indexpair.stack.specs import executable
 
 pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)
