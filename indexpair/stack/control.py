@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from indexpair import procs
 from indexpair.errors import StackError
 from indexpair.settings import Settings
+from indexpair.stack import procs
 from indexpair.stack.specs import (
     ALL_SERVICES,
     HEALTH_TIMEOUT,

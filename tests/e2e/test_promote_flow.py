@@ -208,7 +208,8 @@ def test_live_pair_is_served_after_a_milvus_restart(
 ) -> None:
     # Milvus Lite releases every collection when it restarts; `stack up` loads the
     # aliased pairs again, so production answers at once.
-    from indexpair import procs, stack
+    from indexpair import stack
+    from indexpair.stack import procs
     from tests.conftest import PROJECT_DIR
 
     (milvus_status,) = stack.status(stack_settings, ["milvus"])

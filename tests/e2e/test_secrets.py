@@ -13,11 +13,12 @@ from uuid import UUID
 
 import pytest
 
-from indexpair import procs, stack
+from indexpair import stack
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
+from indexpair.stack import procs
 from indexpair.stack.specs import service_env
 from tests.conftest import MODEL_NAME, PROJECT_DIR
 from tests.e2e.conftest import build_name, decide, promotion_params, start

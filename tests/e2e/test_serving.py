@@ -193,7 +193,8 @@ def test_switches_under_load_never_error_nor_mix(
 def test_service_answers_again_after_a_milvus_restart(
     served: dict[str, Any], stack_settings: Settings
 ) -> None:
-    from indexpair import procs, stack
+    from indexpair import stack
+    from indexpair.stack import procs
 
     url = served["url"]
     (milvus,) = stack.status(stack_settings, ["milvus"])

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from indexpair import procs, stack
+from indexpair import stack
 from indexpair.errors import StackError
 from indexpair.settings import Settings
+from indexpair.stack import procs
 from indexpair.stack.specs import executable
 
 pytestmark = pytest.mark.integration
