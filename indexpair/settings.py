@@ -158,7 +158,7 @@ class Settings(BaseSettings):
         50, ge=0, description="Logged live queries a promotion compares on (0: golden only)"
     )
 
-    # Triggers (deployments/triggers.py, deployments/webhook.py, flows/watch_registry.py).
+    # Triggers (indexpair/triggers.py, deployments/webhook.py, flows/watch_registry.py).
     trigger_models: str = Field(
         "product-embedder", description="Comma-separated registered models that triggers act on"
     )
