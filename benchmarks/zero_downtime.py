@@ -118,7 +118,7 @@ def start_service(settings: Settings, alias: str, ttl: float, logs: Path) -> tup
     """``indexpair serve`` in a subprocess; returns it and its URL once healthy."""
     port = _free_port()
     env = {**os.environ, "INDEXPAIR_SERVE_PORT": str(port), "PYTHONPATH": str(PROJECT_DIR)}
-    cmd = [sys.executable, "-m", "indexpair.cli", "serve", "--alias", alias, "--ttl", str(ttl)]
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--alias", alias, "--ttl", str(ttl)]
     proc = subprocess.Popen(cmd, env=env, stdout=logs.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

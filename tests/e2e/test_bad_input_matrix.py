@@ -21,6 +21,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from cli.main import app
 from indexpair.errors import (
     GoldenQueryError,
     IndexPairError,
@@ -79,7 +80,7 @@ class Ctx:
     def cli(self, *args: str) -> None:
         for key, value in service_env(self.settings).items():
             self.monkeypatch.setenv(key, value)
-        result = CliRunner().invoke(__import__("indexpair.cli").cli.app, list(args))
+        result = CliRunner().invoke(app, list(args))
         if result.exit_code == 1:
             raise CliRefused(" ".join(result.output.split()))
         raise AssertionError(f"exit {result.exit_code}: {result.output}")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from indexpair.cli import app
+from cli.main import app
 from indexpair.errors import PairNotFound, RollbackRefused
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api

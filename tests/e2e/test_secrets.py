@@ -89,7 +89,7 @@ def flow_run_artifacts(settings: Settings, flow_run_id: str) -> list[str]:
 def status_json(settings: Settings, secrets: dict[str, str]) -> str:
     env = {**os.environ, **service_env(settings), **secrets, "PYTHONPATH": str(PROJECT_DIR)}
     done = subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "indexpair.cli", "status", "--json"],
+        [sys.executable, "-m", "cli.main", "status", "--json"],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

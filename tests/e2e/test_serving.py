@@ -56,7 +56,7 @@ def served(
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "INDEXPAIR_SERVE_PORT": str(port), "PYTHONPATH": str(PROJECT_DIR)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "indexpair.cli", "serve", "--alias", ALIAS],
+        [sys.executable, "-m", "cli.main", "serve", "--alias", ALIAS],
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
