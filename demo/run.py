@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from demo.models import register_demo_models
 from deployments.promotions import answer, promotion_parameters, start_promotion
 from flows.collect_garbage import collect_garbage
 from flows.rollback import rollback
@@ -71,8 +72,6 @@ def _approve(
 def _register(settings: Settings, console: Console) -> dict[str, str]:
     import mlflow
     import pandas as pd
-
-    from demo.models import register_demo_models
 
     catalog = pd.read_parquet(DATA_DIR / "products.parquet")
     console.print(
