@@ -7,9 +7,16 @@ processes, and :mod:`~indexpair.stack.milvus_standalone` runs the real Milvus se
 """
 
 from indexpair.stack.control import ServiceStatus, down, status, up
-from indexpair.stack.specs import ServiceSpec, build_spec, executable, service_env
+from indexpair.stack.specs import (
+    ALL_SERVICES,
+    ServiceSpec,
+    build_spec,
+    executable,
+    service_env,
+)
 
 __all__ = [
+    "ALL_SERVICES",
     "ServiceSpec",
     "ServiceStatus",
     "build_spec",
