@@ -28,9 +28,11 @@ test: install
 unit: install
 	$(BIN)/python -m pytest tests/unit
 
+## ruff, mypy, and the import contracts (layers; pyproject.toml [tool.importlinter]).
 lint: install
-	$(BIN)/ruff check indexpair flows tasks deployments demo tests benchmarks
-	$(BIN)/mypy indexpair flows tasks deployments
+	$(BIN)/ruff check indexpair flows tasks deployments cli demo tests benchmarks
+	$(BIN)/mypy indexpair flows tasks deployments cli demo
+	$(BIN)/lint-imports
 
 down:
 	$(BIN)/indexpair stack down

@@ -217,8 +217,8 @@ def _environment(backend: str) -> dict[str, str]:
 def _local_layout(settings: Any, backend: str, rows: int | None = None) -> str:
     import torch
 
+    from indexpair.build.layout import plan
     from indexpair.gateways.ray_cluster import local_cpus
-    from tasks.embedding_layout import plan
 
     return plan(settings, local_cpus(), torch.cuda.device_count(), backend, rows).describe()
 

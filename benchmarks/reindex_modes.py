@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from benchmarks.refresh import pair_meta
+from indexpair.build.layout import forward_batch
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings, load_settings
 from tasks.collections import create
-from tasks.embedding_layout import forward_batch
 from tasks.registry import ModelProbe
 from tasks.source import SourceSpec, content_hash, document_texts, iter_batches
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from indexpair.consistency import ConsistencyChecker
+from indexpair.serving.consistency import ConsistencyChecker
 
 
 @dataclass

@@ -11,7 +11,7 @@ subprocess, runs steady load from separate processes against it and, side by sid
 naive client (TF-IDF v1 loaded once, searching the alias directly), and switches the
 alias back and forth with the promote flow's locked compare-and-swap
 (``tasks.promotion.switch_alias``). Every answer is then checked independently
-(`indexpair.consistency`). Writes ``OUT/zero_downtime.png`` and ``OUT/zero_downtime.json``
+(`indexpair.serving.consistency`). Writes ``OUT/zero_downtime.png`` and ``OUT/zero_downtime.json``
 and prints the summary table last.
 """
 
@@ -45,9 +45,9 @@ from benchmarks.pairs import (
     start_stack,
 )
 from benchmarks.report import Switch, check_all, handover, plot, stats, windows
-from indexpair.consistency import ConsistencyChecker
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.serving.consistency import ConsistencyChecker
 from indexpair.settings import Settings
 from tasks.promotion import switch_alias
 
@@ -118,7 +118,7 @@ def start_service(settings: Settings, alias: str, ttl: float, logs: Path) -> tup
     """``indexpair serve`` in a subprocess; returns it and its URL once healthy."""
     port = _free_port()
     env = {**os.environ, "INDEXPAIR_SERVE_PORT": str(port), "PYTHONPATH": str(PROJECT_DIR)}
-    cmd = [sys.executable, "-m", "indexpair.cli", "serve", "--alias", alias, "--ttl", str(ttl)]
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--alias", alias, "--ttl", str(ttl)]
     proc = subprocess.Popen(cmd, env=env, stdout=logs.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

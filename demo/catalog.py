@@ -1,7 +1,7 @@
 """Deterministic generator of the synthetic product catalog used by the demo and tests.
 
-Run ``python -m demo.catalog`` to regenerate ``demo/data/products.parquet``,
-``demo/data/products_small.parquet`` and the two golden-query files.
+``python -m demo.assets`` regenerates ``demo/data/products.parquet``,
+``demo/data/products_small.parquet`` and the two golden-query files from it.
 
 Relevance is defined on the structured columns (``product_type``, ``color``,
 ``features``, ``audience``); the text columns render those attributes in varied
@@ -10,7 +10,6 @@ English (shade names instead of base colors, synonyms of product types).
 
 from __future__ import annotations
 
-import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,6 @@ from typing import Any
 import pandas as pd
 
 from demo.vocab import AUDIENCES, BRANDS, COLORS, FEATURES, FILLERS, PRODUCT_TYPES, ProductType
-
-logger = logging.getLogger(__name__)
 
 SEED = 20240611
 N_PRODUCTS = 6000
@@ -163,39 +160,3 @@ def small_catalog(
     rng.shuffle(rest)
     chosen |= set(rest[: max(0, size - len(chosen))])
     return full[full["id"].isin(chosen)].reset_index(drop=True)
-
-
-def write_assets(data_dir: Path = DATA_DIR) -> dict[str, Path]:
-    """Regenerate every demo asset under ``data_dir`` and return their paths."""
-    from demo.golden import build_golden, restrict_golden, save_golden
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    full = generate_catalog()
-    golden = build_golden(full)
-    # Every other pair of queries: as many literal as paraphrased ones.
-    small_golden = [q for i, q in enumerate(golden) if i % 4 < 2][:30]
-    keep = {pid for q in small_golden for pid in q["relevant_ids"]}
-    small = small_catalog(full, keep)
-    small_golden = restrict_golden(small_golden, set(small["id"]))
-    paths = {
-        "products": data_dir / "products.parquet",
-        "golden": data_dir / "golden_queries.json",
-        "products_small": data_dir / "products_small.parquet",
-        "golden_small": data_dir / "golden_queries_small.json",
-    }
-    full.to_parquet(paths["products"], index=False, compression="zstd")
-    small.to_parquet(paths["products_small"], index=False, compression="zstd")
-    save_golden(golden, paths["golden"])
-    save_golden(small_golden, paths["golden_small"])
-    return paths
-
-
-def main() -> None:
-    """Entry point of ``python -m demo.catalog``."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name, path in write_assets().items():
-        logger.info("wrote %s: %s (%d bytes)", name, path, path.stat().st_size)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,8 @@
-"""The demo the README's first command runs: the whole mission on the embedded stack."""
+"""The demo the README's first command runs: the whole mission on the embedded stack.
+
+It calls the library, the deployment helpers and the flows directly (never the CLI's
+commands): ``indexpair demo`` only hands it the settings and the console.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
+from demo.models import register_demo_models
 from deployments.promotions import answer, promotion_parameters, start_promotion
+from flows.collect_garbage import collect_garbage
+from flows.rollback import rollback
+from indexpair import stack
 from indexpair.errors import IndexPairError
 from indexpair.gateways import mlflow as registry
+from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.serving.query import PairSearcher, source_titles
 from indexpair.settings import Settings
+from indexpair.status import collect_status
+from tasks.retention import RetentionPolicy
 
 MODEL_NAME = "product-embedder"
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -59,8 +72,6 @@ def _approve(
 def _register(settings: Settings, console: Console) -> dict[str, str]:
     import mlflow
     import pandas as pd
-
-    from demo.models import register_demo_models
 
     catalog = pd.read_parquet(DATA_DIR / "products.parquet")
     console.print(
@@ -111,13 +122,62 @@ def _promotions(settings: Settings, console: Console, versions: dict[str, str]) 
     _stage(settings, console, versions["minilm"])
 
 
+def _rollback(settings: Settings, console: Console, reason: str) -> None:
+    """Run the rollback flow in this process, as ``indexpair rollback`` does."""
+    with prefect_api.prefect_api(settings):
+        result = rollback(alias=None, to=None, reason=reason)
+    console.print(
+        f"[bold green]rolled back[/] {result.alias}: {result.rolled_back_from} "
+        f"(v{result.from_model_version}) → {result.collection} ({result.model_name} "
+        f"v{result.model_version}); alias switch {result.switch_ms:.1f} ms"
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _search(settings: Settings, console: Console, text: str, k: int) -> None:
+    """Search through the production alias and show the hits with their titles."""
+    searcher = PairSearcher(settings)
+    try:
+        response = searcher.search(text, k)
+    finally:
+        searcher.close()
+    titles = source_titles(settings, response)
+    console.print(
+        f"{text!r} via {response.alias} → {response.collection} "
+        f"({response.model_name} v{response.model_version})"
+    )
+    for rank, hit in enumerate(response.hits, 1):
+        console.print(f"  {rank}. {hit.id}  {hit.score:.4f}  {titles.get(hit.id, '')}")
+
+
+def _garbage(settings: Settings, console: Console) -> None:
+    """What the daily garbage collection would drop, and why (a dry run)."""
+    with prefect_api.prefect_api(settings):
+        verdicts = collect_garbage(policy=RetentionPolicy(), dry_run=True)
+    table = Table("collection", "state", "action", "why")
+    for v in verdicts:
+        table.add_row(v.name, v.state, v.action, v.reason)
+    console.print(table)
+
+
+def _status(settings: Settings, console: Console) -> None:
+    """Each alias → collection → model version, and every managed collection's state."""
+    data = collect_status(settings)
+    for alias, a in data["aliases"].items():
+        pair = f"{a['model_name']} v{a['model_version']}"
+        console.print(f"alias {alias} → {a['collection']} ({pair})")
+    for c in data["collections"]:
+        aliases = ",".join(c["aliases"]) or "—"
+        console.print(
+            f"  {c['name']}: {c['state']}, v{c['model_version']}, {c['rows']} rows, "
+            f"aliases {aliases}"
+        )
+
+
 def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
     """Stack up, demo models, v1 promoted, v2 approved, broken v3 rejected, rollback and
     forward, garbage collection (dry run), status, search."""
-    from indexpair import stack
-    from indexpair.cli import search, status
-    from indexpair.lifecycle_cli import gc, rollback
-
     console.rule("1. local stack (Milvus Lite, MLflow, Prefect server, worker)")
     stack.up(settings, project_dir)
     console.print(
@@ -127,15 +187,15 @@ def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
     console.rule("2. demo catalog and models")
     _promotions(settings, console, _register(settings, console))
     console.rule("6. the way back: roll back to the previous pair, then forward again")
-    rollback(alias=None, to=None, reason="make demo: the way back")
-    search("waterproof hiking boots for women", k=3, alias=None)
-    rollback(alias=None, to=None, reason="make demo: forward again")
+    _rollback(settings, console, "make demo: the way back")
+    _search(settings, console, "waterproof hiking boots for women", k=3)
+    _rollback(settings, console, "make demo: forward again")
     console.rule("7. garbage collection (dry run: what the daily schedule would drop)")
-    gc(apply=False, keep_previous=1, max_age_days=7, abandoned_after_hours=6)
+    _garbage(settings, console)
     console.rule("8. status")
-    status(as_json=False)
+    _status(settings, console)
     console.rule("9. a search through the production alias")
-    search("waterproof hiking boots for women", k=5, alias=None)
+    _search(settings, console, "waterproof hiking boots for women", k=5)
     console.print(
         f"\nThe stack keeps running: Prefect UI {settings.prefect_ui_url}, MLflow "
         f"UI {settings.mlflow_tracking_uri}. Stop it with `make down`."

@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from deployments.triggers import TriggerResult, trigger_promotion
 from indexpair.errors import IndexPairError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.prefect import RunSnapshot
 from indexpair.settings import Settings
+from indexpair.triggers import TriggerResult, trigger_promotion
 
 HEARTBEAT_S = 60.0
 # Exit codes of the CI commands.

@@ -19,7 +19,7 @@ Answers (MLflow retries only 429 and 5xx, so every refusal is a 4xx):
 | ``model_version_alias.created`` for the staging alias of a configured model | 202 accepted |
 
 Accepted deliveries are handed to a background thread after the answer is sent, which
-starts the promote deployment (through :func:`deployments.triggers.trigger_promotion`,
+starts the promote deployment (through :func:`indexpair.triggers.trigger_promotion`,
 idempotent) or triggers the CircleCI pipeline, as ``INDEXPAIR_WEBHOOK_TARGET`` says.
 """
 
@@ -144,8 +144,8 @@ def wanted(settings: Settings, event: str, data: dict[str, Any]) -> str | None:
 
 def dispatch(settings: Settings, model_name: str, version: str, delivery_id: str) -> None:
     """Start the promotion (Prefect) or the pipeline (CircleCI); log the outcome."""
-    from deployments.triggers import trigger_promotion
     from indexpair.gateways import circleci
+    from indexpair.triggers import trigger_promotion
 
     try:
         if settings.webhook_target == "circleci":

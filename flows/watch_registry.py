@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from deployments.triggers import TriggerResult
 from indexpair.settings import load_settings
+from indexpair.triggers import TriggerResult
 from tasks.watch import find_staging_versions, start_promotion
 
 

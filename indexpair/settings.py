@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     milvus_backend: Literal["lite", "standalone"] = Field(
         "lite",
         description="What `indexpair stack up` serves MILVUS_URI with: Milvus Lite, or the real"
-        " Milvus 2.3 standalone server of the `milvus` package (indexpair.milvus_standalone)",
+        " Milvus 2.3 standalone server of the `milvus` package (indexpair.stack.milvus_standalone)",
     )
     milvus_secure: bool = Field(
         False, validation_alias=_env("MILVUS_SECURE"), description="TLS to Milvus (https)"
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, validation_alias=_env("RAY_ADDRESS"))
     ray_ship_code: bool = Field(
         True,
-        description="Ship indexpair's own packages to an existing Ray cluster (RAY_ADDRESS) "
+        description="Ship indexpair's library package to an existing Ray cluster (RAY_ADDRESS) "
         "in the runtime environment; false where the cluster has indexpair installed",
     )
     ray_connect_timeout_s: float = Field(
@@ -160,7 +160,7 @@ class Settings(BaseSettings):
         50, ge=0, description="Logged live queries a promotion compares on (0: golden only)"
     )
 
-    # Triggers (deployments/triggers.py, deployments/webhook.py, flows/watch_registry.py).
+    # Triggers (indexpair/triggers.py, deployments/webhook.py, flows/watch_registry.py).
     trigger_models: str = Field(
         "product-embedder", description="Comma-separated registered models that triggers act on"
     )

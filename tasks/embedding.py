@@ -14,14 +14,14 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from indexpair.build import pool
+from indexpair.build.actors import BatchEmbedder
+from indexpair.build.layout import Layout, forward_batch, plan
+from indexpair.build.pool import keep_rows
 from indexpair.errors import ModelOutputError
 from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
-from tasks import embedding_pool as pool
-from tasks.embedding_actors import BatchEmbedder
-from tasks.embedding_layout import Layout, forward_batch, plan
-from tasks.embedding_pool import keep_rows
 from tasks.registry import ModelProbe
 from tasks.source import SourceSpec, iter_batches
 
@@ -58,7 +58,7 @@ def embed_into(
     that was checked and counted (``tasks.source.iter_batches``).
 
     Reading, embedding and inserting overlap: this process reads the source and feeds
-    the actors (``tasks/embedding_pool.py``) while they embed. Upserts come from this one
+    the actors (``indexpair/build/pool.py``) while they embed. Upserts come from this one
     process on Milvus Lite (writes to one collection must be serialized there), from
     writer actors in parallel on a Milvus server; upserts keyed by id make a repeated
     batch harmless.

@@ -23,7 +23,7 @@ from pymilvus import MilvusException
 from indexpair.errors import IndexPairError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.query_log import recent_queries
+from indexpair.serving.query_log import recent_queries
 from indexpair.settings import Settings
 from tasks.validation import GoldenSet
 

@@ -7,9 +7,9 @@ import logging
 from prefect import task
 from prefect.logging import get_run_logger
 
-from deployments.triggers import TriggerResult, trigger_promotion
 from indexpair.gateways import mlflow as registry
 from indexpair.settings import Settings
+from indexpair.triggers import TriggerResult, trigger_promotion
 
 log = logging.getLogger(__name__)
 # A version whose build was denied or rejected keeps its place at staging; the watcher

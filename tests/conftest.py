@@ -110,7 +110,8 @@ def demo_versions(stack_settings: Settings) -> dict[str, str]:
 def s3_source(stack_settings: Settings) -> Iterator[object]:
     """A real S3 server (moto) on loopback with the small catalog as Parquet, CSV and JSONL;
     the stack's worker is restarted with its endpoint and keys, so flow runs can read it."""
-    from indexpair import procs, stack
+    from indexpair import stack
+    from indexpair.stack import procs
     from tests.support.s3 import environment, s3_server
 
     with (

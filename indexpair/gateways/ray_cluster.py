@@ -1,8 +1,9 @@
 """Gateway to Ray: connect to the cluster in ``RAY_ADDRESS`` or start a local one.
 
-On an existing cluster the project's own packages travel to the workers in the job's
-runtime environment (``py_modules``), unless ``INDEXPAIR_RAY_SHIP_CODE=false`` says the
-cluster has indexpair installed. Third-party packages (torch, sentence-transformers,
+On an existing cluster the project's library (``indexpair``, which holds everything a
+Ray worker runs: ``indexpair.build``) travels to the workers in the job's runtime
+environment (``py_modules``), unless ``INDEXPAIR_RAY_SHIP_CODE=false`` says the cluster
+has indexpair installed. Third-party packages (torch, sentence-transformers,
 mlflow, pymilvus, ...) must already be installed in the cluster's Python.
 """
 
@@ -26,12 +27,12 @@ LOOKUP_ADDRESSES = {"auto", "local"}
 
 
 def shipped_modules() -> list[ModuleType]:
-    """The project's packages that Ray workers import: the embedding actors are defined in
-    ``tasks`` and unpickle models whose classes live in ``indexpair``."""
+    """The project's packages that Ray workers import: only ``indexpair``, where the
+    embedding and writer actors live (``indexpair.build``) and the classes of the models
+    they unpickle."""
     import indexpair
-    import tasks
 
-    return [indexpair, tasks]
+    return [indexpair]
 
 
 def runtime_env(settings: Settings) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def connect(settings: Settings) -> None:
 def local_cpus() -> int:
     """Logical CPUs a local Ray gets: the cores plus one, shared by the insert writers on
     a Milvus server (they take little CPU), beside one embedding actor per core
-    (tasks/embedding_layout.py)."""
+    (indexpair/build/layout.py)."""
     return (os.cpu_count() or 1) + WRITER_SLOTS
 
 

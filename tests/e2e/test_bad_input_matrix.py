@@ -21,6 +21,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from cli.main import app
 from indexpair.errors import (
     GoldenQueryError,
     IndexPairError,
@@ -32,8 +33,8 @@ from indexpair.errors import (
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import check_name
-from indexpair.services import service_env
 from indexpair.settings import Settings
+from indexpair.stack.specs import service_env
 from tasks.registry import probe
 from tasks.retention import RetentionPolicy
 from tasks.source import SourceSpec, check_source, sample_texts
@@ -79,7 +80,7 @@ class Ctx:
     def cli(self, *args: str) -> None:
         for key, value in service_env(self.settings).items():
             self.monkeypatch.setenv(key, value)
-        result = CliRunner().invoke(__import__("indexpair.cli").cli.app, list(args))
+        result = CliRunner().invoke(app, list(args))
         if result.exit_code == 1:
             raise CliRefused(" ".join(result.output.split()))
         raise AssertionError(f"exit {result.exit_code}: {result.output}")

@@ -13,7 +13,7 @@ from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairState
-from indexpair.query import PairSearcher
+from indexpair.serving.query import PairSearcher
 from indexpair.settings import Settings
 from tasks.retention import reap_abandoned
 from tests.conftest import MODEL_NAME
@@ -219,7 +219,8 @@ def test_live_pair_is_served_after_a_milvus_restart(
 ) -> None:
     # Milvus Lite releases every collection when it restarts; `stack up` loads the
     # aliased pairs again, so production answers at once.
-    from indexpair import procs, stack
+    from indexpair import stack
+    from indexpair.stack import procs
     from tests.conftest import PROJECT_DIR
 
     (milvus_status,) = stack.status(stack_settings, ["milvus"])

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from indexpair.cli import app
+from cli.main import app
 from indexpair.errors import PairNotFound, RollbackRefused
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.pair import PairMetadata, PairState, collection_name
-from indexpair.query import PairSearcher
+from indexpair.serving.query import PairSearcher
 from indexpair.settings import Settings
 from tasks.retention import RetentionPolicy, Verdict, apply, reap_abandoned
 from tasks.rollback import prepare

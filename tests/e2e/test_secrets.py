@@ -13,12 +13,13 @@ from uuid import UUID
 
 import pytest
 
-from indexpair import procs, stack
+from indexpair import stack
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.services import service_env
 from indexpair.settings import Settings
+from indexpair.stack import procs
+from indexpair.stack.specs import service_env
 from tests.conftest import MODEL_NAME, PROJECT_DIR
 from tests.e2e.conftest import build_name, decide, promotion_params, start
 from tests.support.s3 import S3Source, environment
@@ -88,7 +89,7 @@ def flow_run_artifacts(settings: Settings, flow_run_id: str) -> list[str]:
 def status_json(settings: Settings, secrets: dict[str, str]) -> str:
     env = {**os.environ, **service_env(settings), **secrets, "PYTHONPATH": str(PROJECT_DIR)}
     done = subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "indexpair.cli", "status", "--json"],
+        [sys.executable, "-m", "cli.main", "status", "--json"],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

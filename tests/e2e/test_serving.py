@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from indexpair.consistency import ConsistencyChecker
 from indexpair.gateways import prefect as prefect_api
+from indexpair.serving.consistency import ConsistencyChecker
 from indexpair.settings import Settings
 from tasks.promotion import switch_alias
 from tests.conftest import DATA_DIR, PROJECT_DIR, free_port
@@ -56,7 +56,7 @@ def served(
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "INDEXPAIR_SERVE_PORT": str(port), "PYTHONPATH": str(PROJECT_DIR)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "indexpair.cli", "serve", "--alias", ALIAS],
+        [sys.executable, "-m", "cli.main", "serve", "--alias", ALIAS],
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -193,7 +193,8 @@ def test_switches_under_load_never_error_nor_mix(
 def test_service_answers_again_after_a_milvus_restart(
     served: dict[str, Any], stack_settings: Settings
 ) -> None:
-    from indexpair import procs, stack
+    from indexpair import stack
+    from indexpair.stack import procs
 
     url = served["url"]
     (milvus,) = stack.status(stack_settings, ["milvus"])

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from deployments import triggers
 from deployments.promotions import answer
-from deployments.triggers import trigger_promotion
+from indexpair import triggers
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
+from indexpair.triggers import trigger_promotion
 from tests.conftest import MODEL_NAME
 from tests.e2e.conftest import TRIGGER_ALIAS, build_name, new_version_like
 from tests.support.circleci import JobResult, load_config, run_job
@@ -60,7 +60,7 @@ def test_concurrent_triggers_start_one_build(
 
 def job_env(settings: Settings) -> dict[str, str]:
     """The job's environment: the context (the stack's endpoints) and the venv on PATH."""
-    from indexpair.services import service_env
+    from indexpair.stack.specs import service_env
 
     return {
         **service_env(settings),

@@ -12,8 +12,8 @@ import pytest
 
 from deployments.promotions import answer
 from indexpair.gateways import prefect as prefect_api
-from indexpair.services import service_env
 from indexpair.settings import Settings
+from indexpair.stack.specs import service_env
 from tests.conftest import MODEL_NAME, free_port
 from tests.e2e.conftest import new_version_like, wait_for
 from tests.support.webhooks import INDEXPAIR, receiver

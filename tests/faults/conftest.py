@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from deployments.promotions import promotion_parameters
-from indexpair import procs, stack
+from indexpair import stack
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.settings import Settings
+from indexpair.stack import procs
 from tests.conftest import DATA_DIR, MODEL_NAME, PROJECT_DIR
 from tests.e2e.conftest import base_alias, milvus  # noqa: F401 - fixtures re-used here
 

@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 
 from demo.catalog import product_texts
-from indexpair.consistency import ConsistencyChecker
 from indexpair.errors import PairNotFound, RegistryError
 from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import ModelVersionRef
-from indexpair.model_cache import ModelCache
 from indexpair.pair import PairMetadata
-from indexpair.query import PairSearcher
+from indexpair.serving.consistency import ConsistencyChecker
+from indexpair.serving.model_cache import ModelCache
+from indexpair.serving.query import PairSearcher
 from indexpair.settings import Settings
 from tasks.promotion import switch_alias
 from tests.conftest import DATA_DIR, MODEL_NAME

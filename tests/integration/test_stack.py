@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from indexpair import procs, stack
+from indexpair import stack
 from indexpair.errors import StackError
-from indexpair.services import executable
 from indexpair.settings import Settings
+from indexpair.stack import procs
+from indexpair.stack.specs import executable
 
 pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)

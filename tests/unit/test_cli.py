@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from indexpair.cli import app
+from cli.main import app
 
 runner = CliRunner()
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
+from indexpair.build.layout import plan
 from indexpair.errors import ConfigError
 from indexpair.settings import Settings
-from tasks.embedding_layout import plan
 
 
 def settings(**values: object) -> Settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from tasks.embedding_pool import embedding_batches, groups, id_set, keep_rows
+from indexpair.build.pool import embedding_batches, groups, id_set, keep_rows
 
 
 def source(*sizes: int) -> list[pa.Table]:

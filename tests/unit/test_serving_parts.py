@@ -9,8 +9,8 @@ import pytest
 from pymilvus import MilvusException
 
 from indexpair.gateways.mlflow import ModelVersionRef
-from indexpair.query import connection_lost
-from indexpair.query_log import QueryLog, recent_queries
+from indexpair.serving.query import connection_lost
+from indexpair.serving.query_log import QueryLog, recent_queries
 from tasks.reporting import report_markdown
 from tasks.shadow import QuerySetShadow, ShadowReport, overlap_at_k
 from tasks.validation import Metrics, ValidationPolicy, ValidationReport

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from deployments.ci import FAILED, OK, STILL_RUNNING, exit_code
-from deployments.triggers import pair_of_version, trigger_lock_name
 from indexpair.gateways.prefect import RunSnapshot
 from indexpair.pair import PairMetadata, PairState
+from indexpair.triggers import pair_of_version, trigger_lock_name
 
 
 def snap(state_type: str, state_name: str) -> RunSnapshot:

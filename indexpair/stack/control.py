@@ -19,9 +19,10 @@ from pathlib import Path
 
 import httpx
 
-from indexpair import procs
 from indexpair.errors import StackError
-from indexpair.services import (
+from indexpair.settings import Settings
+from indexpair.stack import procs
+from indexpair.stack.specs import (
     ALL_SERVICES,
     HEALTH_TIMEOUT,
     PROCESS_SERVICES,
@@ -33,7 +34,6 @@ from indexpair.services import (
     service_env,
     worker_env,
 )
-from indexpair.settings import Settings
 
 __all__ = ["ALL_SERVICES", "ServiceStatus", "down", "service_env", "status", "up"]
 

@@ -1,6 +1,6 @@
 """What each service of the local stack runs, with which environment, and its health check.
 
-The process handling (pid files, start, stop) lives in :mod:`indexpair.stack`; this module
+The process handling (pid files, start, stop) lives in :mod:`indexpair.stack.control`; this module
 only describes the services, so adding one means adding a spec here.
 """
 
@@ -188,7 +188,7 @@ def _milvus(settings: Settings, project_dir: Path) -> ServiceSpec:
         argv = [
             sys.executable,
             "-m",
-            "indexpair.milvus_standalone",
+            "indexpair.stack.milvus_standalone",
             "--data",
             str(settings.state_dir / "milvus-standalone"),
             "--port",

@@ -1,6 +1,6 @@
 """Run the real Milvus 2.3 standalone server that the PyPI package ``milvus`` bundles.
 
-``python -m indexpair.milvus_standalone --data D --port P`` serves Milvus on ``P`` and keeps
+``python -m indexpair.stack.milvus_standalone --data D --port P`` serves Milvus on ``P`` and keeps
 everything else on ports of its own, so several servers (and Milvus Lite) run side by side:
 
 * the package's ``milvus-server`` command leaves the embedded etcd on its default ports

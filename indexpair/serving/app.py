@@ -27,8 +27,8 @@ from prometheus_client import (
 from pymilvus import MilvusException
 
 from indexpair.errors import IndexPairError, PairNotFound
-from indexpair.query import PairSearcher, PairTarget, SearchResponse
-from indexpair.query_log import QueryLog
+from indexpair.serving.query import PairSearcher, PairTarget, SearchResponse
+from indexpair.serving.query_log import QueryLog
 from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.embedding_actors import BatchEmbedder, BatchWriter
-from tasks.embedding_layout import WRITER_CPUS, Layout
+from indexpair.build.actors import BatchEmbedder, BatchWriter
+from indexpair.build.layout import WRITER_CPUS, Layout
 
 # Batches queued on each actor: the next one is there when a batch finishes, while the
 # driver is still inserting the last one.

@@ -1,6 +1,6 @@
 """``indexpair trigger ...`` (the CI client) and ``indexpair webhook ...`` (the receiver).
 
-Added to ``app`` by :mod:`indexpair.cli`; shared helpers in :mod:`indexpair.cli_common`.
+Added to ``app`` by :mod:`cli.main`; shared helpers in :mod:`cli.common`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from indexpair.cli_common import console, fail, settings_or_exit
+from cli.common import console, startup_settings
 from indexpair.errors import IndexPairError
 from indexpair.gateways.prefect import RunSnapshot
 
@@ -72,11 +72,8 @@ def trigger_start(
     """
     from deployments import ci
 
-    settings = settings_or_exit()
-    try:
-        result = ci.start(settings, model, version or None)
-    except IndexPairError as exc:
-        fail(exc)
+    settings = startup_settings()
+    result = ci.start(settings, model, version or None)
     console.print(result.message)
     # No run id when a live or previous pair of this version exists: the later jobs
     # find an empty file and have nothing to approve.
@@ -101,15 +98,12 @@ def trigger_approve(
     """
     from deployments import ci
 
-    settings = settings_or_exit()
+    settings = startup_settings()
     who = approver or os.environ.get("CIRCLE_USERNAME", "")
-    try:
-        flow_run_id = ci.read_run_id(run_id_file)
-        if flow_run_id is None:
-            _nothing_started(run_id_file)
-        snap = ci.approve(settings, flow_run_id, who, comment or "approved in CircleCI")
-    except IndexPairError as exc:
-        fail(exc)
+    flow_run_id = ci.read_run_id(run_id_file)
+    if flow_run_id is None:
+        _nothing_started(run_id_file)
+    snap = ci.approve(settings, flow_run_id, who, comment or "approved in CircleCI")
     console.print(f"approval by {who!r} sent; run is {snap['state_name']}")
     _finish(ci.watch(settings, flow_run_id, wait, False, _heartbeat), until_paused=False)
 
@@ -122,14 +116,11 @@ def trigger_wait(
     """Wait until the run is decided (e.g. in the Prefect UI) and ends; exit 0 if promoted."""
     from deployments import ci
 
-    settings = settings_or_exit()
-    try:
-        flow_run_id = ci.read_run_id(run_id_file)
-        if flow_run_id is None:
-            _nothing_started(run_id_file)
-        snap = ci.watch(settings, flow_run_id, wait, False, _heartbeat)
-    except IndexPairError as exc:
-        fail(exc)
+    settings = startup_settings()
+    flow_run_id = ci.read_run_id(run_id_file)
+    if flow_run_id is None:
+        _nothing_started(run_id_file)
+    snap = ci.watch(settings, flow_run_id, wait, False, _heartbeat)
     _finish(snap, until_paused=False)
 
 
@@ -143,13 +134,10 @@ def webhook_serve(
 
     from deployments.webhook import create_app
 
-    settings = settings_or_exit()
+    settings = startup_settings()
     logging.getLogger("indexpair").setLevel(logging.INFO)
     logging.getLogger("deployments").setLevel(logging.INFO)
-    try:
-        application = create_app(settings)
-    except IndexPairError as exc:
-        fail(exc)
+    application = create_app(settings)
     console.print(f"receiving MLflow webhooks on http://{host}:{port}/mlflow/webhook")
     uvicorn.run(application, host=host, port=port, log_level="info", access_log=True)
 
@@ -169,13 +157,15 @@ def webhook_register(
 
     from indexpair.gateways import mlflow as registry
 
-    settings = settings_or_exit()
+    settings = startup_settings()
     if settings.webhook_secret is None:
-        fail(IndexPairError("INDEXPAIR_WEBHOOK_SECRET is not set"))
+        raise IndexPairError("INDEXPAIR_WEBHOOK_SECRET is not set")
     try:
         hook_id = registry.register_webhook(
             settings, name, url, settings.webhook_secret.get_secret_value()
         )
     except MlflowException as exc:
-        fail(IndexPairError(f"MLflow at {settings.mlflow_tracking_uri} refused the webhook: {exc}"))
+        raise IndexPairError(
+            f"MLflow at {settings.mlflow_tracking_uri} refused the webhook: {exc}"
+        ) from exc
     console.print(f"webhook {name} ({hook_id}) -> {url} for model_version_alias.created")

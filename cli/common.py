@@ -1,4 +1,5 @@
-"""What every ``indexpair`` command shares: the console, settings at start, failing."""
+"""What every ``indexpair`` command shares: the console, settings at start, and the one
+place where the project's error becomes the red ``error:`` line and exit status 1."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from indexpair.errors import ConfigError, IndexPairError
+from indexpair.errors import IndexPairError
 from indexpair.gateways.prefect import RunSnapshot
 from indexpair.settings import LIBRARY_ENV, Settings, load_settings
 
@@ -22,17 +24,20 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEMO_DATA = PROJECT_DIR / "demo" / "data"
 
 
-def settings_or_exit() -> Settings:
-    """Settings from the environment, libraries quietened; a bad setting exits 1."""
-    for key, value in LIBRARY_ENV.items():
-        os.environ.setdefault(key, value)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        fail(exc)
+class Commands(TyperGroup):
+    """The ``indexpair`` command group: runs a command (or a sub-group's) and turns an
+    :class:`IndexPairError` it raises into ``error: <message>`` and exit status 1.
+
+    Commands raise the project's error and never catch it themselves; the message names
+    the value at fault, so nothing else is printed.
+    """
+
+    def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click Context
+        """Invoke the command line's command, reporting the project's error once."""
+        try:
+            return super().invoke(ctx)
+        except IndexPairError as exc:
+            fail(exc)
 
 
 def fail(exc: Exception) -> NoReturn:
@@ -41,11 +46,29 @@ def fail(exc: Exception) -> NoReturn:
     raise typer.Exit(1)
 
 
+def startup_settings() -> Settings:
+    """Settings from the environment, libraries quietened.
+
+    Raises:
+        ConfigError: a setting is missing or bad (reported by :class:`Commands`).
+    """
+    for key, value in LIBRARY_ENV.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return load_settings()
+
+
 def require_files(source: str, golden: str) -> None:
-    """Exit 1 naming a local source or golden-query file that does not exist."""
+    """Refuse a local source or golden-query file that does not exist.
+
+    Raises:
+        IndexPairError: naming the missing file.
+    """
     for what, path in (("source", source), ("golden-query file", golden)):
         if "://" not in path and not Path(path).is_file():
-            fail(IndexPairError(f"{what} {path!r} does not exist"))
+            raise IndexPairError(f"{what} {path!r} does not exist")
 
 
 def report_run(snap: RunSnapshot) -> None:

@@ -1,0 +1,28 @@
+"""The local stack: Milvus (Lite or the standalone server), MLflow, the Prefect server
+and its worker as real processes on loopback (``indexpair stack up | down | status``).
+
+:mod:`~indexpair.stack.specs` describes each service, :mod:`~indexpair.stack.control`
+starts, stops and reports them, :mod:`~indexpair.stack.procs` identifies and ends their
+processes, and :mod:`~indexpair.stack.milvus_standalone` runs the real Milvus server.
+"""
+
+from indexpair.stack.control import ServiceStatus, down, status, up
+from indexpair.stack.specs import (
+    ALL_SERVICES,
+    ServiceSpec,
+    build_spec,
+    executable,
+    service_env,
+)
+
+__all__ = [
+    "ALL_SERVICES",
+    "ServiceSpec",
+    "ServiceStatus",
+    "build_spec",
+    "down",
+    "executable",
+    "service_env",
+    "status",
+    "up",
+]

@@ -1,0 +1,59 @@
+"""What ``indexpair status`` reports: each alias → collection → model version, every
+managed collection with its state, and the MLflow aliases of their models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from indexpair.errors import RegistryError
+from indexpair.gateways import mlflow as registry
+from indexpair.gateways.milvus import MilvusGateway
+from indexpair.settings import Settings
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    """Aliases → collection → model version, and every managed collection with its state."""
+    gateway = MilvusGateway(settings)
+    try:
+        pairs = gateway.list_pairs()
+        by_name = dict(pairs)
+        targets = gateway.alias_targets()
+        aliases: dict[str, Any] = {}
+        for alias, target in targets.items():
+            if target in by_name:
+                pair = by_name[target]
+                aliases[alias] = {
+                    "collection": target,
+                    "model_name": pair.model_name,
+                    "model_version": pair.model_version,
+                }
+        collections = [
+            {
+                "name": name,
+                "state": pair.state.value,
+                "model_name": pair.model_name,
+                "model_version": pair.model_version,
+                "rows": gateway.row_count(name),
+                "dim": pair.dim,
+                "created_at": pair.created_at,
+                "reason": pair.reason,
+                "aliases": sorted(a for a, t in targets.items() if t == name),
+            }
+            for name, pair in pairs
+        ]
+    finally:
+        gateway.close()
+    from mlflow.exceptions import MlflowException
+
+    registry_aliases = {}
+    try:
+        for model in sorted({p.model_name for _, p in pairs}):
+            registry_aliases[model] = {
+                a: registry.alias_version(settings, model, a)
+                for a in (settings.staging_model_alias, settings.production_model_alias)
+            }
+    except MlflowException as exc:
+        raise RegistryError(
+            f"MLflow at {settings.mlflow_tracking_uri} did not answer: {exc.message[:200]}"
+        ) from exc
+    return {"aliases": aliases, "collections": collections, "mlflow_aliases": registry_aliases}
