@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test unit lint down status clean
+.PHONY: install demo test unit lint docs down status clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
@@ -31,6 +31,11 @@ unit: install
 lint: install
 	$(BIN)/ruff check indexpair flows tasks deployments demo tests benchmarks
 	$(BIN)/mypy indexpair flows tasks deployments
+	$(MAKE) docs
+
+## The documentation site (docs/, mkdocs.yml); --strict fails on a broken link.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 down:
 	$(BIN)/indexpair stack down
