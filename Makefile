@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test unit lint down status clean
+.PHONY: install demo test unit lint docs down status clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
@@ -28,11 +28,16 @@ test: install
 unit: install
 	$(BIN)/python -m pytest tests/unit
 
-## ruff, mypy, and the import contracts (layers; pyproject.toml [tool.importlinter]).
-lint: install
+## ruff, mypy, the import contracts (layers; pyproject.toml [tool.importlinter]) and the
+## docs site (a broken link fails it).
+lint: install docs
 	$(BIN)/ruff check indexpair flows tasks deployments cli demo tests benchmarks
 	$(BIN)/mypy indexpair flows tasks deployments cli demo
 	$(BIN)/lint-imports
+
+## The documentation site (docs/, mkdocs.yml); --strict fails on a broken link.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 down:
 	$(BIN)/indexpair stack down

@@ -20,7 +20,7 @@ MIN_ROWS_PER_ACTOR = 5000
 SERVER_WRITERS = 4  # parallel writers on a Milvus server; Milvus Lite takes one
 # Texts per forward pass. On the CPU small batches pad less (texts of one batch are
 # padded to its longest) and lose nothing else: MiniLM, one thread, 256-row calls: 68.3
-# texts/s at 64, 71.9 at 32, 74.3 at 16, 72.9 at 8 (BENCHMARKS.md). A GPU wants them big.
+# texts/s at 64, 71.9 at 32, 74.3 at 16, 72.9 at 8 (docs/performance.md). A GPU wants them big.
 CPU_FORWARD_BATCH = 16
 GPU_FORWARD_BATCH = 256
 

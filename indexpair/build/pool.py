@@ -5,7 +5,7 @@ Plain Ray actors, fed by this (the driver's) process: the driver reads the sourc
 pyarrow, so only it needs to reach the source, and nothing starts but the actors
 themselves. Ray Data did the same job with a streaming executor and helper processes
 that took 6 s of start-up and a few percent of the CPU from the model on a 2-core
-machine (BENCHMARKS.md).
+machine (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ MLflow ``production`` alias, the set of managed collections) is exactly as befor
 
 Most cases call the stage that must refuse the input (the CLI, the flow's parameter
 models, the source and golden-file checks, the model probe) in this process against the
-real stack; two run the whole promote flow through the worker. README.md "Bad input"
+real stack; two run the whole promote flow through the worker. docs/faults.md "The bad-input matrix"
 documents the same table. Webhook requests are added by the triggers issue.
 """
 
