@@ -298,9 +298,13 @@ def test_every_point_of_the_matrix_is_a_known_point() -> None:
 
 
 def test_mlflow_down_after_the_switch_is_repaired_by_reconcile(
-    stack_settings: Settings, demo_versions: dict[str, str]
+    stack_settings: Settings, demo_versions: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from indexpair.settings import LIBRARY_ENV
     from tests.conftest import free_port
+
+    for key, value in LIBRARY_ENV.items():  # MLflow's retries as a worker's flow runs get
+        monkeypatch.setenv(key, value)
 
     s = Scenario("none", "promote", alias="crash_mlflow_down", model="crash-model-mlflow-down")
     register(stack_settings, s.model, demo_versions["tfidf"], 2)
