@@ -40,6 +40,11 @@ def retriable(exc: MilvusException) -> bool:
     return exc.code in RETRIABLE_CODES or getattr(exc.code, "name", "") in RETRIABLE_GRPC
 
 
+def _missing(exc: MilvusException) -> bool:
+    """Whether an error says the collection does not exist (code 100 on both backends)."""
+    return exc.code == 100 or "does not exist" in str(exc.message)
+
+
 def _retrying(call: Callable[[], T], what: str, attempts: int = RETRY_ATTEMPTS) -> T:
     """Run ``call``; retry transient Milvus errors with exponential backoff.
 
@@ -179,7 +184,16 @@ class MilvusGateway:
     def collections(self) -> dict[str, dict[str, str]]:
         """Every collection in the database with its raw properties, managed or not."""
         names = _retrying(self.client.list_collections, "list_collections")
-        return {name: self.properties(name) for name in names}
+        found = {}
+        for name in names:
+            try:
+                found[name] = self.properties(name)
+            except MilvusException as exc:
+                # Dropped between the listing and the look-up (garbage collection of
+                # another alias, a rejected build): it is no longer there to report.
+                if not _missing(exc):
+                    raise
+        return found
 
     def list_pairs(self) -> list[tuple[str, PairMetadata]]:
         """Every collection indexpair built, sorted by creation time. Others are ignored."""
