@@ -122,10 +122,16 @@ def _promotions(settings: Settings, console: Console, versions: dict[str, str]) 
     _stage(settings, console, versions["minilm"])
 
 
-def _rollback(settings: Settings, console: Console, reason: str) -> None:
-    """Run the rollback flow in this process, as ``indexpair rollback`` does."""
+def _rollback(
+    settings: Settings, console: Console, reason: str, to: str | None = None
+) -> str:
+    """Run the rollback flow in this process, as ``indexpair rollback [--to]`` does.
+
+    Returns:
+        The collection rolled back from.
+    """
     with prefect_api.prefect_api(settings):
-        result = rollback(alias=None, to=None, reason=reason)
+        result = rollback(alias=None, to=to, reason=reason)
     console.print(
         f"[bold green]rolled back[/] {result.alias}: {result.rolled_back_from} "
         f"(v{result.from_model_version}) → {result.collection} ({result.model_name} "
@@ -133,6 +139,7 @@ def _rollback(settings: Settings, console: Console, reason: str) -> None:
     )
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
+    return result.rolled_back_from
 
 
 def _search(settings: Settings, console: Console, text: str, k: int) -> None:
@@ -187,9 +194,13 @@ def run_demo(settings: Settings, project_dir: Path, console: Console) -> None:
     console.rule("2. demo catalog and models")
     _promotions(settings, console, _register(settings, console))
     console.rule("6. the way back: roll back to the previous pair, then forward again")
-    _rollback(settings, console, "make demo: the way back")
+    left = _rollback(settings, console, "make demo: the way back")
     _search(settings, console, "waterproof hiking boots for women", k=3)
-    _rollback(settings, console, "make demo: forward again")
+    console.print(
+        f"{left} is now rolled_back: never a default target again, so going forward "
+        "names it (`indexpair rollback --to ...`)"
+    )
+    _rollback(settings, console, "make demo: forward again", to=left)
     console.rule("7. garbage collection (dry run: what the daily schedule would drop)")
     _garbage(settings, console)
     console.rule("8. status")

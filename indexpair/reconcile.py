@@ -92,8 +92,10 @@ def plan_alias(alias: str, target: str | None, pairs: Pairs, aliased: set[str]) 
                 changes={"state": PairState.LIVE.value, "live_since": live.live_since or now_iso()},
             )
         )
+    replaced = live.replaces if live is not None else ""
     for name, pair in sorted(pairs.items()):
-        if pair.state == PairState.LIVE and name not in aliased and group_of(pair) == alias:
+        ours = group_of(pair) == alias or name == replaced  # a pair built for no alias too
+        if pair.state == PairState.LIVE and name not in aliased and ours:
             fixes.append(_retire(alias, name, pair, live))
     return fixes
 

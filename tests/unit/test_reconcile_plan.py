@@ -117,3 +117,9 @@ def test_mlflow_follows_the_alias_switched_last() -> None:
     }
     targets = {"one": "a", "two": "b", "three": "c"}
     assert _newest_live(pairs, targets) == {"m": "two", "other": "three"}
+
+
+def test_a_replaced_pair_that_recorded_no_alias_is_retired_too() -> None:
+    pairs = {"a": pair(S.LIVE, alias=""), "b": pair(S.LIVE, replaces="a")}
+    (fix,) = plan_alias("prod", "b", pairs, {"b"})
+    assert (fix.target, fix.after) == ("a", "previous")
