@@ -100,13 +100,10 @@ def build_pair(settings: Settings, version: str, source: Path, build_id: str) ->
     from indexpair.gateways.milvus import MilvusGateway
     from indexpair.pair import PairMetadata
 
-    gateway = MilvusGateway(settings)
-    try:
-        if gateway.exists(name) and gateway.row_count(name) == summary.rows:
-            gateway.ensure_loaded(name)
+    with MilvusGateway(settings) as milvus:
+        if milvus.exists(name) and milvus.row_count(name) == summary.rows:
+            milvus.ensure_loaded(name)
             return name
-    finally:
-        gateway.close()
     meta = PairMetadata(
         model_name=ref.name,
         model_version=ref.version,

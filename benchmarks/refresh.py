@@ -127,16 +127,13 @@ def _check_exact(settings: Any, refreshed: str, full_edited_ids: set[str], live:
     """Largest difference between a copied vector and the live one (must be 0)."""
     from indexpair.gateways.milvus import MilvusGateway
 
-    gateway = MilvusGateway(settings)
-    try:
+    with MilvusGateway(settings) as milvus:
         sample = sorted(full_edited_ids)[:50]
-        a, b = gateway.fetch(refreshed, sample), gateway.fetch(live, sample)
+        a, b = milvus.fetch(refreshed, sample), milvus.fetch(live, sample)
         return max(
             float(np.max(np.abs(np.asarray(a[i]["vector"]) - np.asarray(b[i]["vector"]))))
             for i in sample
         )
-    finally:
-        gateway.close()
 
 
 def run(docs: int, changed: float, model: str) -> None:

@@ -233,22 +233,22 @@ def reconcile(
         apply: write the fixes (under each alias's lock); otherwise a dry run.
         mlflow: also check the MLflow production alias and tags.
     """
-    with MilvusGateway(settings) as gateway:
-        targets = gateway.alias_targets()
-        pairs = dict(gateway.list_pairs())
+    with MilvusGateway(settings) as milvus:
+        targets = milvus.alias_targets()
+        pairs = dict(milvus.list_pairs())
         marked = {group_of(p) for p in pairs.values() if p.state == PairState.LIVE}
         aliases = [alias] if alias else sorted(set(targets) | marked)
         fixes: list[Fix] = []
         for name in aliases:
             with _locked(settings, name, apply):
                 if apply:
-                    fixes += settle_alias(gateway, name)
+                    fixes += settle_alias(milvus, name)
                 else:
                     fixes += plan_alias(name, targets.get(name), pairs, set(targets.values()))
         if not mlflow:
             return fixes
-        targets = gateway.alias_targets()
-        pairs = dict(gateway.list_pairs())
+        targets = milvus.alias_targets()
+        pairs = dict(milvus.list_pairs())
     newest = _newest_live(pairs, targets)
     for name in aliases:
         target = targets.get(name)

@@ -33,11 +33,8 @@ def cluster_layout(settings: Settings, rows: int | None = None) -> Layout:
     import ray
 
     resources = ray.cluster_resources()
-    gateway = MilvusGateway(settings)
-    try:
-        backend = gateway.server_kind()
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        backend = milvus.server_kind()
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
     return plan(settings, cpus, gpus, backend, rows)
 
@@ -101,23 +98,20 @@ def insert_batches(
     Raises:
         ModelOutputError: a batch carries the embedder's error instead of vectors.
     """
-    gateway = MilvusGateway(settings)
     inserted = 0
-    try:
+    with MilvusGateway(settings) as milvus:
         for batch in batches:
             failed = [str(e) for e in batch["error"] if e]
             if failed:
                 raise ModelOutputError(failed[0])
             vectors = np.asarray(batch["vector"], dtype=np.float32)
-            inserted += gateway.insert(
+            inserted += milvus.insert(
                 collection,
                 [str(i) for i in batch["id"]],
                 [str(h) for h in batch["content_hash"]],
                 vectors,
             )
             on_progress(inserted)
-    finally:
-        gateway.close()
     return inserted
 
 

@@ -109,28 +109,25 @@ def prepare(settings: Settings, alias: str, target: str | None = None) -> Rollba
             a state that cannot serve, or is damaged.
     """
     check_name(alias, "alias name")
-    gateway = MilvusGateway(settings)
-    try:
-        live = gateway.alias_target(alias)
+    with MilvusGateway(settings) as milvus:
+        live = milvus.alias_target(alias)
         if live is None:
             raise PairNotFound(f"alias {alias!r} does not exist; there is nothing to roll back")
-        live_pair = gateway.read_pair(live)
+        live_pair = milvus.read_pair(live)
         if target is None:
-            target = _latest_previous(gateway, alias, live)
+            target = _latest_previous(milvus, alias, live)
         check_name(target, "rollback target")
         if target == live:
             raise RollbackRefused(f"{target!r} is already live behind alias {alias!r}")
-        pair = gateway.read_pair(target)
+        pair = milvus.read_pair(target)
         _check_target(alias, target, pair)
-        loaded_now = gateway.ensure_loaded(target)
-        rows = gateway.row_count(target)
+        loaded_now = milvus.ensure_loaded(target)
+        rows = milvus.row_count(target)
         if rows != pair.source_rows:
             raise RollbackRefused(
                 f"{target!r} holds {rows} rows but was built from {pair.source_rows}; "
                 "it is damaged and cannot serve"
             )
-    finally:
-        gateway.close()
     return RollbackPlan(
         alias=alias,
         live=live,

@@ -115,26 +115,24 @@ def shadow(
     if not live_collection:
         return None
     report = ShadowReport(k=k, live_collection=live_collection, candidate_collection=candidate)
-    gateway = MilvusGateway(settings)
-    try:
-        pair = gateway.read_pair(live_collection)
-        gateway.ensure_loaded(live_collection)
-        ref = registry.ModelVersionRef(
-            name=pair.model_name, version=pair.model_version, uri=pair.model_uri
-        )
-        live_model = registry.load_model(registry.download_model(settings, ref))
-        cand_model = registry.load_model(candidate_model_path)
-        pairs = ((live_collection, live_model), (candidate, cand_model))
-        report.sets.append(
-            compare_set(gateway, pairs, [q.query for q in golden.queries], k, "golden")
-        )
-        logged = recent_queries(settings.query_log_path, settings.shadow_sample)
-        if logged:
-            report.sets.append(compare_set(gateway, pairs, logged, k, "recent live"))
-    except (IndexPairError, MilvusException, MlflowException, OSError) as exc:
-        report.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        try:
+            pair = milvus.read_pair(live_collection)
+            milvus.ensure_loaded(live_collection)
+            ref = registry.ModelVersionRef(
+                name=pair.model_name, version=pair.model_version, uri=pair.model_uri
+            )
+            live_model = registry.load_model(registry.download_model(settings, ref))
+            cand_model = registry.load_model(candidate_model_path)
+            pairs = ((live_collection, live_model), (candidate, cand_model))
+            report.sets.append(
+                compare_set(milvus, pairs, [q.query for q in golden.queries], k, "golden")
+            )
+            logged = recent_queries(settings.query_log_path, settings.shadow_sample)
+            if logged:
+                report.sets.append(compare_set(milvus, pairs, logged, k, "recent live"))
+        except (IndexPairError, MilvusException, MlflowException, OSError) as exc:
+            report.error = f"{type(exc).__name__}: {exc}"
     return report
 
 

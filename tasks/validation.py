@@ -212,23 +212,20 @@ def validate(
     live_collection: str | None,
 ) -> ValidationReport:
     """Golden-query validation of a candidate, compared with the live pair if there is one."""
-    gateway = MilvusGateway(settings)
-    try:
+    with MilvusGateway(settings) as milvus:
         candidate = run_golden(
-            gateway, collection, registry.load_model(model_path), golden, policy.k, label
+            milvus, collection, registry.load_model(model_path), golden, policy.k, label
         )
         live = live_label = None
         if live_collection:
-            gateway.ensure_loaded(live_collection)
-            pair = gateway.read_pair(live_collection)
+            milvus.ensure_loaded(live_collection)
+            pair = milvus.read_pair(live_collection)
             ref = registry.ModelVersionRef(
                 name=pair.model_name, version=pair.model_version, uri=pair.model_uri
             )
             live_label = f"model {pair.model_name} v{pair.model_version}"
             live_model = registry.load_model(registry.download_model(settings, ref))
-            live = run_golden(gateway, live_collection, live_model, golden, policy.k, live_label)
-    finally:
-        gateway.close()
+            live = run_golden(milvus, live_collection, live_model, golden, policy.k, live_label)
     return ValidationReport(
         collection=collection,
         k=policy.k,

@@ -7,7 +7,7 @@ code: an actor that starts faster embeds sooner.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -106,6 +106,16 @@ class BatchWriter:
             np.concatenate([np.asarray(b["vector"], dtype=np.float32) for b in batches]),
         )
         return count, ""
+
+    def close(self) -> None:
+        """Release the Milvus connection (Ray also drops it when the actor is killed)."""
+        self.gateway.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def use_fp16(model: Any, enabled: bool) -> None:

@@ -11,7 +11,7 @@ reproduce their scores (or their ids are missing, or the dimensions differ).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from pydantic import BaseModel
@@ -124,3 +124,9 @@ class ConsistencyChecker:
     def close(self) -> None:
         """Release the Milvus connection."""
         self.gateway.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from pydantic import BaseModel
@@ -225,6 +225,12 @@ class PairSearcher:
             gateway.close()
         self._retired.clear()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def source_titles(
     settings: Settings, response: SearchResponse, field: str = "title"
@@ -235,11 +241,8 @@ def source_titles(
     """
     import pyarrow.dataset as pds
 
-    gateway = MilvusGateway(settings)
-    try:
-        uri = gateway.read_pair(response.collection).source_uri
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        uri = milvus.read_pair(response.collection).source_uri
     if "://" in uri or not uri.endswith(".parquet"):
         return {}
     ids = [h.id for h in response.hits]

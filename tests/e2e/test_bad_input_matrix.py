@@ -205,13 +205,10 @@ CASES: list[Case] = [
 @pytest.fixture(scope="module")
 def live_run(stack_settings: Settings, base_alias: str) -> str:
     """The flow run that made the live pair (it is completed, not waiting)."""
-    gateway = MilvusGateway(stack_settings)
-    try:
-        target = gateway.alias_target(base_alias)
+    with MilvusGateway(stack_settings) as milvus:
+        target = milvus.alias_target(base_alias)
         assert target is not None
-        return gateway.read_pair(target).flow_run_id
-    finally:
-        gateway.close()
+        return milvus.read_pair(target).flow_run_id
 
 
 def test_matrix_has_enough_cases() -> None:

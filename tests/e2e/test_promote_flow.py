@@ -227,13 +227,10 @@ def test_live_pair_is_served_after_a_milvus_restart(
     assert milvus_status.pid is not None
     procs.terminate(milvus_status.pid, 15)
     stack.up(stack_settings, PROJECT_DIR, services=["milvus"])
-    gateway = MilvusGateway(stack_settings)
-    try:
-        live = gateway.alias_target(base_alias)
+    with MilvusGateway(stack_settings) as milvus:
+        live = milvus.alias_target(base_alias)
         assert live is not None
-        assert gateway.is_loaded(live)
-    finally:
-        gateway.close()
+        assert milvus.is_loaded(live)
     searcher = PairSearcher(stack_settings, base_alias)
     try:
         assert searcher.search("hiking boots", k=3).collection == live

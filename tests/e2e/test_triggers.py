@@ -117,12 +117,8 @@ def test_circleci_jobs_through_approval(
     tags = registry.version_tags(stack_settings, MODEL_NAME, version)
     assert tags["indexpair.approved_by"] == "ci-alice"
     assert tags["indexpair.approval_comment"] == "approved in CircleCI pipeline 42"
-    gateway = MilvusGateway(stack_settings)
-    try:
-        assert gateway.alias_target(TRIGGER_ALIAS) == build_name({"id": run_id}, version)
-    finally:
-        gateway.close()
-
+    with MilvusGateway(stack_settings) as milvus:
+        assert milvus.alias_target(TRIGGER_ALIAS) == build_name({"id": run_id}, version)
     # Once the pair is live, another pipeline has nothing to build or approve.
     third_ws = tmp_path / "workspace-3"
     third = run_job(config, "start-promotion", pipeline, tmp_path / "start-3", third_ws, env)

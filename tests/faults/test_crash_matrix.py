@@ -233,12 +233,12 @@ def matrix(stack_settings: Settings, demo_versions: dict[str, str]) -> dict[str,
     """Every scenario set up, crashed at its point, then recovered (side by side)."""
     done: dict[str, Scenario] = {}
     recoveries: list[tuple[Scenario, list[str]]] = []
-    with MilvusGateway(stack_settings) as gateway:
+    with MilvusGateway(stack_settings) as milvus:
         for i, s in enumerate(MATRIX):
             tag = f"{s.step[0]}{i}"
             s.alias, s.model = f"crash_{tag}", f"crash-model-{tag}"
             register(stack_settings, s.model, demo_versions["tfidf"], 4 if s.step == "gc" else 2)
-            args = SETUPS[s.step](stack_settings, gateway, s, tag)
+            args = SETUPS[s.step](stack_settings, milvus, s, tag)
             s.crashed = crash(stack_settings, s, args)
             recoveries.append((s, args))
             done[f"{s.step}@{s.point}"] = s
@@ -254,15 +254,15 @@ def matrix(stack_settings: Settings, demo_versions: dict[str, str]) -> dict[str,
 
 def check_roles(settings: Settings, s: Scenario) -> None:
     """The alias truth and every record derived from it agree after recovery."""
-    with MilvusGateway(settings) as gateway:
-        assert gateway.alias_target(s.alias) == s.names["live"]
-        states = roles(gateway, s.alias)
+    with MilvusGateway(settings) as milvus:
+        assert milvus.alias_target(s.alias) == s.names["live"]
+        states = roles(milvus, s.alias)
         assert list(states.values()).count("live") == 1, states
         assert states[s.names["live"]] == "live", states
         assert states[s.names["retired"]] == s.names["retired_as"], states
         assert set(states) == {s.names["live"], s.names["retired"]}, "orphan or lost collection"
-        assert gateway.row_count(s.names["live"]) == ROWS
-        version = gateway.read_pair(s.names["live"]).model_version
+        assert milvus.row_count(s.names["live"]) == ROWS
+        version = milvus.read_pair(s.names["live"]).model_version
     assert registry.alias_version(settings, s.model, "production") == version
     tags = registry.version_tags(settings, s.model, version)
     assert tags.get("indexpair.status") == "live", tags
@@ -278,11 +278,11 @@ def test_crash_then_recover_converges(
     assert s.crashed == -9
     assert not s.error, s.error
     if s.step == "gc":
-        with MilvusGateway(stack_settings) as gateway:
-            mine = {n for n in gateway.collections() if n.startswith(f"cm_{s.alias[6:]}_")}
+        with MilvusGateway(stack_settings) as milvus:
+            mine = {n for n in milvus.collections() if n.startswith(f"cm_{s.alias[6:]}_")}
             assert mine == {s.names["live"], s.names["kept"]}
-            assert gateway.alias_target(s.alias) == s.names["live"]
-            assert gateway.row_count(s.names["live"]) == ROWS
+            assert milvus.alias_target(s.alias) == s.names["live"]
+            assert milvus.row_count(s.names["live"]) == ROWS
         return
     check_roles(stack_settings, s)
     if s.step == "rollback":  # rolling back again never restores the pair rolled back from
@@ -308,8 +308,8 @@ def test_mlflow_down_after_the_switch_is_repaired_by_reconcile(
 
     s = Scenario("none", "promote", alias="crash_mlflow_down", model="crash-model-mlflow-down")
     register(stack_settings, s.model, demo_versions["tfidf"], 2)
-    with MilvusGateway(stack_settings) as gateway:
-        alias, new, old = setup_promote(stack_settings, gateway, s, "md")
+    with MilvusGateway(stack_settings) as milvus:
+        alias, new, old = setup_promote(stack_settings, milvus, s, "md")
     down = stack_settings.model_copy(
         update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"}
     )

@@ -70,13 +70,12 @@ def _build(settings: Settings, fault_version: str, name: str) -> int:
     ref = registry.resolve_version(settings, FAULTY_MODEL, fault_version)
     model = probe(settings, ref, sample_texts(settings, SMALL))
     summary, _ = check_source(settings, SMALL)
-    gateway = MilvusGateway(settings)
-    try:
-        create_test_pair(gateway, name, model, summary, SMALL.uri)
-        return embed_into(settings, SMALL, model, name, lambda done: None)
-    finally:
-        gateway.drop(name)
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        try:
+            create_test_pair(milvus, name, model, summary, SMALL.uri)
+            return embed_into(settings, SMALL, model, name, lambda done: None)
+        finally:
+            milvus.drop(name)
 
 
 def test_ray_build_inserts_every_row_once(
@@ -86,20 +85,19 @@ def test_ray_build_inserts_every_row_once(
     model = probe(milvus_backend, ref, sample_texts(milvus_backend, SMALL))
     summary, ids = check_source(milvus_backend, SMALL)
     name = "it_ray_build_v1"
-    gateway = MilvusGateway(milvus_backend)
-    try:
-        create_test_pair(gateway, name, model, summary, SMALL.uri)
-        seen: list[int] = []
-        assert embed_into(milvus_backend, SMALL, model, name, seen.append) == summary.rows
-        assert gateway.finalize(name) == summary.rows
-        assert seen[-1] == summary.rows
-        some = sorted(ids)[:3]
-        stored = gateway.fetch(name, some)
-        assert set(stored) == set(some)
-        assert all(len(r["content_hash"]) == 64 for r in stored.values())
-    finally:
-        gateway.drop(name)
-        gateway.close()
+    with MilvusGateway(milvus_backend) as milvus:
+        try:
+            create_test_pair(milvus, name, model, summary, SMALL.uri)
+            seen: list[int] = []
+            assert embed_into(milvus_backend, SMALL, model, name, seen.append) == summary.rows
+            assert milvus.finalize(name) == summary.rows
+            assert seen[-1] == summary.rows
+            some = sorted(ids)[:3]
+            stored = milvus.fetch(name, some)
+            assert set(stored) == set(some)
+            assert all(len(r["content_hash"]) == 64 for r in stored.values())
+        finally:
+            milvus.drop(name)
 
 
 @pytest.mark.parametrize(
@@ -134,20 +132,19 @@ def test_a_few_rows_embed_the_same_here_and_on_ray(
     model = probe(milvus_backend, ref, sample_texts(milvus_backend, SMALL))
     summary, ids = check_source(milvus_backend, SMALL)
     wanted = sorted(ids)[::40]
-    gateway = MilvusGateway(milvus_backend)
     stored = {}
-    try:
-        for where, limit in (("here", len(wanted)), ("ray", 0)):
-            settings = milvus_backend.model_copy(update={"embed_here_max_rows": limit})
-            name = f"it_delta_{where}"
-            create_test_pair(gateway, name, model, summary, SMALL.uri)
-            assert embed(settings, SMALL, model, name, lambda done: None, wanted) == len(wanted)
-            assert gateway.finalize(name) == len(wanted)
-            stored[where] = gateway.fetch(name, wanted)
-    finally:
-        for where in ("here", "ray"):
-            gateway.drop(f"it_delta_{where}")
-        gateway.close()
+    with MilvusGateway(milvus_backend) as milvus:
+        try:
+            for where, limit in (("here", len(wanted)), ("ray", 0)):
+                settings = milvus_backend.model_copy(update={"embed_here_max_rows": limit})
+                name = f"it_delta_{where}"
+                create_test_pair(milvus, name, model, summary, SMALL.uri)
+                assert embed(settings, SMALL, model, name, lambda done: None, wanted) == len(wanted)
+                assert milvus.finalize(name) == len(wanted)
+                stored[where] = milvus.fetch(name, wanted)
+        finally:
+            for where in ("here", "ray"):
+                milvus.drop(f"it_delta_{where}")
     assert set(stored["here"]) == set(stored["ray"]) == set(wanted)
     for i in wanted:
         here, ray = stored["here"][i], stored["ray"][i]

@@ -26,13 +26,10 @@ class ProductionSnapshot:
 
 def production_snapshot(settings: Settings, alias: str) -> ProductionSnapshot:
     """Read production as an application and an operator would see it."""
-    gateway = MilvusGateway(settings)
-    try:
-        target = gateway.alias_target(alias)
-        rows = gateway.row_count(target) if target else None
-        managed = frozenset(name for name, _ in gateway.list_pairs())
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        target = milvus.alias_target(alias)
+        rows = milvus.row_count(target) if target else None
+        managed = frozenset(name for name, _ in milvus.list_pairs())
     version = registry.alias_version(settings, MODEL_NAME, settings.production_model_alias)
     return ProductionSnapshot(target, rows, version, managed)
 
