@@ -22,10 +22,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from indexpair import faults
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import TAG_PREFIX, MlflowRegistry, ModelVersionRef, is_registry_error
 from indexpair.pair import PairMetadata, PairState, now_iso
 from indexpair.roles import group_of
 from indexpair.settings import Settings
@@ -185,19 +184,20 @@ def _registry_fixes(
     ref = ModelVersionRef(name=live.model_name, version=live.model_version, uri=live.model_uri)
     name = settings.production_model_alias
     try:
-        current = registry.alias_version(settings, live.model_name, name)
-        raw = registry.version_tags(settings, live.model_name, live.model_version)
-        tags = {k.removeprefix(registry.TAG_PREFIX): v for k, v in raw.items()}
-        fixes = plan_registry(alias, target, live, current, tags, name)
-        for fix in fixes if apply else []:
-            if fix.what.startswith("alias"):
-                registry.set_alias(settings, ref, name)
-            else:
-                registry.set_tags(settings, ref, fix.changes)
-            fix.applied = True
-            faults.crash_point("reconcile.fixed")
+        with MlflowRegistry(settings) as registry:
+            current = registry.alias_version(live.model_name, name)
+            raw = registry.version_tags(live.model_name, live.model_version)
+            tags = {k.removeprefix(TAG_PREFIX): v for k, v in raw.items()}
+            fixes = plan_registry(alias, target, live, current, tags, name)
+            for fix in fixes if apply else []:
+                if fix.what.startswith("alias"):
+                    registry.set_alias(ref, name)
+                else:
+                    registry.set_tags(ref, fix.changes)
+                fix.applied = True
+                faults.crash_point("reconcile.fixed")
     except Exception as exc:  # MLflow down must not stop the Milvus repairs
-        if not registry.is_registry_error(exc):
+        if not is_registry_error(exc):
             raise
         log.warning("reconcile: MLflow not repaired for %s: %s", alias, exc)
         return [

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from indexpair.errors import RegistryError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 
 
@@ -44,11 +44,12 @@ def collect_status(settings: Settings) -> dict[str, Any]:
 
     registry_aliases = {}
     try:
-        for model in sorted({p.model_name for _, p in pairs}):
-            registry_aliases[model] = {
-                a: registry.alias_version(settings, model, a)
-                for a in (settings.staging_model_alias, settings.production_model_alias)
-            }
+        with MlflowRegistry(settings) as registry:
+            for model in sorted({p.model_name for _, p in pairs}):
+                registry_aliases[model] = {
+                    a: registry.alias_version(model, a)
+                    for a in (settings.staging_model_alias, settings.production_model_alias)
+                }
     except MlflowException as exc:
         raise RegistryError(
             f"MLflow at {settings.mlflow_tracking_uri} did not answer: {exc.message[:200]}"

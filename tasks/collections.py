@@ -11,9 +11,8 @@ from pydantic import BaseModel
 
 from indexpair.approval import report_digest
 from indexpair.errors import BuildError, ConfigError, PairNotFound, SourceDataError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.pair import PairMetadata, PairState, check_name, collection_name
 from indexpair.settings import Settings
 from tasks.registry import ModelProbe
@@ -190,12 +189,12 @@ def pin_build(
     settings: Settings, run_id: str, alias: str, model_name: str, model_version: str | None
 ) -> BuildPin:
     """Resolve the model version once: pinned on the candidate for the run's whole life."""
-    found = pin(
-        settings,
-        run_id,
-        alias,
-        lambda: registry.resolve_version(settings, model_name, model_version),
-    )
+
+    def resolve() -> ModelVersionRef:
+        with MlflowRegistry(settings) as registry:
+            return registry.resolve_version(model_name, model_version)
+
+    found = pin(settings, run_id, alias, resolve)
     logger = get_run_logger()
     if found.state is None:
         logger.info(

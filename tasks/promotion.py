@@ -15,10 +15,9 @@ from pydantic import BaseModel
 
 from indexpair import faults
 from indexpair.errors import BuildError, PromotionConflict
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, is_registry_error
 from indexpair.pair import PairState, now_iso
 from indexpair.reconcile import settle_alias
 from indexpair.settings import Settings
@@ -120,12 +119,13 @@ def sync_registry(settings: Settings, ref: ModelVersionRef, tags: dict[str, str]
     """
     for attempt in range(1, REGISTRY_ATTEMPTS + 1):
         try:
-            registry.set_alias(settings, ref, settings.production_model_alias)
-            registry.set_tags(settings, ref, tags)
+            with MlflowRegistry(settings) as registry:
+                registry.set_alias(ref, settings.production_model_alias)
+                registry.set_tags(ref, tags)
             faults.crash_point("registry.synced")
             return ""
         except Exception as exc:
-            if not registry.is_registry_error(exc):
+            if not is_registry_error(exc):
                 raise
             reason = f"{type(exc).__name__}: {str(exc)[:200]}"
             log.warning("MLflow update %d/%d failed: %s", attempt, REGISTRY_ATTEMPTS, reason)
@@ -207,7 +207,8 @@ def reject(settings: Settings, collection: str, ref: ModelVersionRef | None, rea
             "rejected_at": now_iso(),
         }
         try:
-            registry.set_build_tags(settings, ref, tags)
+            with MlflowRegistry(settings) as registry:
+                registry.set_build_tags(ref, tags)
         except MlflowException as exc:
             # The build is already gone; an unreachable registry must not hide the reason
             # the build failed behind an error about tagging it.

@@ -18,9 +18,8 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from indexpair.errors import BuildError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import HASH_FIELD, ID_FIELD, VECTOR_FIELD, MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.settings import Settings
 from tasks.source import SourceSpec, content_hash, document_texts, iter_batches
 
@@ -185,4 +184,5 @@ def publish_changes(
     create_markdown_artifact(key="refresh-changes", markdown=change_markdown(changes, collection))
     tags: dict[str, object] = {f"refresh_{k}": v for k, v in changes.counts().items()}
     tags["refresh_result"] = f"candidate {collection}" if collection else "no change"
-    registry.set_tags(settings, ref, tags)
+    with MlflowRegistry(settings) as registry:
+        registry.set_tags(ref, tags)

@@ -17,9 +17,8 @@ from pydantic import BaseModel
 
 from indexpair import roles
 from indexpair.errors import PairNotFound, RollbackRefused
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.pair import PairMetadata, PairState, check_name, now_iso
 from indexpair.settings import Settings
 from tasks.promotion import switch_alias, sync_registry
@@ -150,7 +149,8 @@ def _mirror_in_registry(settings: Settings, plan: RollbackPlan, reason: str) -> 
     new_ref = ModelVersionRef(name=new.model_name, version=new.model_version, uri=new.model_uri)
     if (old.model_name, old.model_version) != (new.model_name, new.model_version):
         try:
-            registry.set_tags(settings, old_ref, {"status": "rolled_back", "rolled_back_at": stamp})
+            with MlflowRegistry(settings) as registry:
+                registry.set_tags(old_ref, {"status": "rolled_back", "rolled_back_at": stamp})
         except MlflowException as exc:
             log.warning(
                 "could not tag %s v%s rolled back: %s", old.model_name, old.model_version, exc

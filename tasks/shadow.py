@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from pymilvus import MilvusException
 
 from indexpair.errors import IndexPairError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
 from indexpair.serving.query_log import recent_queries
 from indexpair.settings import Settings
 from tasks.validation import GoldenSet
@@ -59,7 +59,7 @@ def overlap_at_k(a: list[str], b: list[str], k: int) -> float:
 def _answer(gateway: MilvusGateway, collection: str, model: Any, text: str, k: int) -> Any:
     """Top-k ids of one query and the milliseconds it took (encode + search)."""
     started = time.perf_counter()
-    vec = registry.encode(model, [text], "shadow", allow_zero=True)
+    vec = encode(model, [text], "shadow", allow_zero=True)
     ids = [] if not vec.any() else [i for i, _ in gateway.search(collection, vec, k)[0]]
     return ids, (time.perf_counter() - started) * 1000, bool(vec.any())
 
@@ -119,11 +119,12 @@ def shadow(
         try:
             pair = milvus.read_pair(live_collection)
             milvus.ensure_loaded(live_collection)
-            ref = registry.ModelVersionRef(
+            ref = ModelVersionRef(
                 name=pair.model_name, version=pair.model_version, uri=pair.model_uri
             )
-            live_model = registry.load_model(registry.download_model(settings, ref))
-            cand_model = registry.load_model(candidate_model_path)
+            with MlflowRegistry(settings) as registry:
+                live_model = load_model(registry.download_model(ref))
+            cand_model = load_model(candidate_model_path)
             pairs = ((live_collection, live_model), (candidate, cand_model))
             report.sets.append(
                 compare_set(milvus, pairs, [q.query for q in golden.queries], k, "golden")

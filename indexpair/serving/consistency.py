@@ -16,9 +16,8 @@ from typing import Any, Self
 import numpy as np
 from pydantic import BaseModel
 
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import VECTOR_FIELD, MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, load_model
 from indexpair.settings import Settings
 
 SCORE_TOLERANCE = 2e-3
@@ -59,9 +58,8 @@ class ConsistencyChecker:
                     version=model_version,
                     uri=f"models:/{model_name}/{model_version}",
                 )
-                self._models[mkey] = registry.load_model(
-                    registry.download_model(self.settings, ref)
-                )
+                with MlflowRegistry(self.settings) as registry:
+                    self._models[mkey] = load_model(registry.download_model(ref))
             raw = np.asarray(self._models[mkey].predict([text]), dtype=np.float32)[0]
             self._queries[key] = _unit(raw)
         return self._queries[key]

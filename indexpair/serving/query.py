@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from pymilvus import MilvusException
 
 from indexpair.errors import PairNotFound
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import encode
 from indexpair.pair import PairMetadata, check_name
 from indexpair.serving.model_cache import ModelCache
 from indexpair.settings import Settings
@@ -180,7 +180,7 @@ class PairSearcher:
         pair = t.pair
         label = f"model {pair.model_name} v{pair.model_version}"
         with self.models.use(pair) as model:
-            vectors = registry.encode(model, [text], label, allow_zero=True)
+            vectors = encode(model, [text], label, allow_zero=True)
         if not vectors.any():  # no word the model knows: nothing can match
             hits: list[tuple[str, float]] = []
         else:

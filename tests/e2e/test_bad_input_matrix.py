@@ -30,8 +30,8 @@ from indexpair.errors import (
     RegistryError,
     SourceDataError,
 )
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.pair import check_name
 from indexpair.settings import Settings
 from indexpair.stack.specs import service_env
@@ -93,7 +93,8 @@ class Ctx:
         check_golden_ids(golden, {"P1", "P2"}, "p.parquet")
 
     def probe(self, fault: str) -> None:
-        ref = registry.resolve_version(self.settings, FAULTY_MODEL, self.faulty[fault])
+        with MlflowRegistry(self.settings) as registry:
+            ref = registry.resolve_version(FAULTY_MODEL, self.faulty[fault])
         probe(self.settings, ref, sample_texts(self.settings, SMALL))
 
     def flow(self, **params: Any) -> None:
@@ -103,6 +104,11 @@ class Ctx:
         snap = start(self.settings, full)
         assert snap["state_type"] == "FAILED", snap
         raise FlowFailed(snap["message"])
+
+
+def _resolve(settings: Settings, name: str, version: str | None) -> ModelVersionRef:
+    with MlflowRegistry(settings) as registry:
+        return registry.resolve_version(name, version)
 
 
 class FlowFailed(Exception):
@@ -138,9 +144,9 @@ CASES: list[Case] = [
     ("param alias of 300 chars", lambda c: check_name("a" * 300, "alias name"),
      InvalidNameError, "is 300 characters; Milvus allows 255"),
     ("param model not registered",
-     lambda c: registry.resolve_version(c.settings, "no-such-model", None), RegistryError,
+     lambda c: _resolve(c.settings, "no-such-model", None), RegistryError,
      "model 'no-such-model' is not registered in MLflow at"),
-    ("param version missing", lambda c: registry.resolve_version(c.settings, MODEL_NAME, "999"),
+    ("param version missing", lambda c: _resolve(c.settings, MODEL_NAME, "999"),
      RegistryError, f"model '{MODEL_NAME}' has no version '999'"),
     ("param recall floor > 1", lambda c: ValidationPolicy(min_recall_at_k=1.5), ValidationError,
      "min_recall_at_k\n  Input should be less than or equal to 1"),

@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 
 from indexpair import faults
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.pair import PairMetadata, PairState
 from indexpair.reconcile import reconcile
 from indexpair.roles import group_of
@@ -143,9 +143,8 @@ def setup_promote(settings: Settings, gateway: MilvusGateway, s: Scenario, tag: 
     plant(gateway, old, s.model, "1", s.alias, S.LIVE, live_since=_ago(1))
     plant(gateway, new, s.model, "2", s.alias, S.APPROVED, baseline=old)
     gateway.point_alias(s.alias, old)
-    registry.set_alias(
-        settings, registry.ModelVersionRef(name=s.model, version="1", uri=""), "production"
-    )
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ModelVersionRef(name=s.model, version="1", uri=""), "production")
     s.names = {"old": old, "new": new, "live": new, "retired": old, "retired_as": "previous"}
     return [s.alias, new, old]
 
@@ -155,9 +154,8 @@ def setup_rollback(settings: Settings, gateway: MilvusGateway, s: Scenario, tag:
     plant(gateway, back, s.model, "1", s.alias, S.PREVIOUS, previous_since=_ago(0.5))
     plant(gateway, bad, s.model, "2", s.alias, S.LIVE, replaces=back, live_since=_ago(0.5))
     gateway.point_alias(s.alias, bad)
-    registry.set_alias(
-        settings, registry.ModelVersionRef(name=s.model, version="2", uri=""), "production"
-    )
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ModelVersionRef(name=s.model, version="2", uri=""), "production")
     s.names = {"live": back, "retired": bad, "retired_as": "rolled_back"}
     return [s.alias]
 
@@ -168,9 +166,8 @@ def setup_reconcile(settings: Settings, gateway: MilvusGateway, s: Scenario, tag
     plant(gateway, old, s.model, "1", s.alias, S.LIVE, live_since=_ago(1))
     plant(gateway, new, s.model, "2", s.alias, S.APPROVED, replaces=old, switch_kind="promote")
     gateway.point_alias(s.alias, new)
-    registry.set_alias(
-        settings, registry.ModelVersionRef(name=s.model, version="1", uri=""), "production"
-    )
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ModelVersionRef(name=s.model, version="1", uri=""), "production")
     s.names = {"live": new, "retired": old, "retired_as": "previous"}
     return [s.alias]
 
@@ -194,9 +191,8 @@ def setup_gc(settings: Settings, gateway: MilvusGateway, s: Scenario, tag: str) 
             created_at=_ago(9),
         )
     gateway.point_alias(s.alias, live)
-    registry.set_alias(
-        settings, registry.ModelVersionRef(name=s.model, version="4", uri=""), "production"
-    )
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ModelVersionRef(name=s.model, version="4", uri=""), "production")
     s.names = {"live": live, "kept": keep}
     return [f"cm_{tag}_"]
 
@@ -263,8 +259,9 @@ def check_roles(settings: Settings, s: Scenario) -> None:
         assert set(states) == {s.names["live"], s.names["retired"]}, "orphan or lost collection"
         assert milvus.row_count(s.names["live"]) == ROWS
         version = milvus.read_pair(s.names["live"]).model_version
-    assert registry.alias_version(settings, s.model, "production") == version
-    tags = registry.version_tags(settings, s.model, version)
+    with MlflowRegistry(settings) as registry:
+        assert registry.alias_version(s.model, "production") == version
+        tags = registry.version_tags(s.model, version)
     assert tags.get("indexpair.status") == "live", tags
     with prefect_api.prefect_api(settings):
         assert reconcile(settings, s.alias) == []  # nothing left to repair
@@ -319,7 +316,8 @@ def test_mlflow_down_after_the_switch_is_repaired_by_reconcile(
     with MilvusGateway(stack_settings) as gateway:  # the promotion happened all the same
         assert gateway.alias_target(alias) == new
         assert gateway.read_pair(new).state == PairState.LIVE
-    assert registry.alias_version(stack_settings, s.model, "production") == "1"
+    with MlflowRegistry(stack_settings) as registry:
+        assert registry.alias_version(s.model, "production") == "1"
     with prefect_api.prefect_api(stack_settings):
         planned = reconcile(stack_settings, alias)
         assert {f.where for f in planned} == {"mlflow"}, planned

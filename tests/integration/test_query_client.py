@@ -12,10 +12,9 @@ import pytest
 
 from demo.catalog import product_texts
 from indexpair.errors import PairNotFound, RegistryError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
 from indexpair.pair import PairMetadata
 from indexpair.serving.consistency import ConsistencyChecker
 from indexpair.serving.model_cache import ModelCache
@@ -33,8 +32,9 @@ def _build(settings: Settings, gw: MilvusGateway, name: str, version: str, rows:
     """A real pair of ``rows`` products embedded by a registered model version."""
     catalog = pd.read_parquet(DATA_DIR / "products_small.parquet").head(rows)
     ref = ModelVersionRef(name=MODEL_NAME, version=version, uri=f"models:/{MODEL_NAME}/{version}")
-    model = registry.load_model(registry.download_model(settings, ref))
-    vectors = registry.encode(model, product_texts(catalog), "build")
+    with MlflowRegistry(settings) as registry:
+        model = load_model(registry.download_model(ref))
+    vectors = encode(model, product_texts(catalog), "build")
     meta = PairMetadata(
         model_name=MODEL_NAME,
         model_version=version,

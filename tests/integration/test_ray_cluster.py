@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from indexpair.errors import ConfigError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 from tasks.embedding import embed_into
 from tasks.registry import probe
@@ -99,7 +99,8 @@ def build_on_cluster(settings: Settings, version: str) -> dict[str, Any]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    ref = registry.resolve_version(settings, MODEL_NAME, version)
+    with MlflowRegistry(settings) as registry:
+        ref = registry.resolve_version(MODEL_NAME, version)
     model = probe(settings, ref, sample_texts(settings, SMALL))
     summary, ids = check_source(settings, SMALL)
     name = "it_ray_cluster_build_v1"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from indexpair.errors import ModelOutputError, RegistryError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 from tasks.embedding import embed, embed_into
 from tasks.registry import probe
@@ -30,7 +30,8 @@ def test_resolve_by_alias_stage_and_explicit(
 
     client = MlflowClient(stack_settings.mlflow_tracking_uri)
     client.set_registered_model_alias(MODEL_NAME, "staging", demo_versions["minilm"])
-    ref = registry.resolve_version(stack_settings, MODEL_NAME)
+    with MlflowRegistry(stack_settings) as registry:
+        ref = registry.resolve_version(MODEL_NAME)
     assert (ref.version, ref.resolved_by) == (demo_versions["minilm"], "alias 'staging'")
     assert ref.declared_dim == 384
     client.delete_registered_model_alias(MODEL_NAME, "staging")
@@ -38,13 +39,15 @@ def test_resolve_by_alias_stage_and_explicit(
         warnings.simplefilter("ignore")
         client.transition_model_version_stage(MODEL_NAME, demo_versions["tfidf"], "Staging")
     try:
-        ref = registry.resolve_version(stack_settings, MODEL_NAME)
+        with MlflowRegistry(stack_settings) as registry:
+            ref = registry.resolve_version(MODEL_NAME)
         assert (ref.version, ref.resolved_by) == (demo_versions["tfidf"], "stage 'Staging'")
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             client.transition_model_version_stage(MODEL_NAME, demo_versions["tfidf"], "None")
-    assert registry.resolve_version(stack_settings, MODEL_NAME, "1").version == "1"
+    with MlflowRegistry(stack_settings) as registry:
+        assert registry.resolve_version(MODEL_NAME, "1").version == "1"
 
 
 @pytest.mark.parametrize(
@@ -62,12 +65,13 @@ def test_resolve_errors(
     version: str | None,
     fragment: str,
 ) -> None:
-    with pytest.raises(RegistryError, match=fragment):
-        registry.resolve_version(stack_settings, name, version)
+    with MlflowRegistry(stack_settings) as registry, pytest.raises(RegistryError, match=fragment):
+        registry.resolve_version(name, version)
 
 
 def _build(settings: Settings, fault_version: str, name: str) -> int:
-    ref = registry.resolve_version(settings, FAULTY_MODEL, fault_version)
+    with MlflowRegistry(settings) as registry:
+        ref = registry.resolve_version(FAULTY_MODEL, fault_version)
     model = probe(settings, ref, sample_texts(settings, SMALL))
     summary, _ = check_source(settings, SMALL)
     with MilvusGateway(settings) as milvus:
@@ -81,7 +85,8 @@ def _build(settings: Settings, fault_version: str, name: str) -> int:
 def test_ray_build_inserts_every_row_once(
     milvus_backend: Settings, demo_versions: dict[str, str]
 ) -> None:
-    ref = registry.resolve_version(milvus_backend, MODEL_NAME, demo_versions["tfidf"])
+    with MlflowRegistry(milvus_backend) as registry:
+        ref = registry.resolve_version(MODEL_NAME, demo_versions["tfidf"])
     model = probe(milvus_backend, ref, sample_texts(milvus_backend, SMALL))
     summary, ids = check_source(milvus_backend, SMALL)
     name = "it_ray_build_v1"
@@ -128,7 +133,8 @@ def test_a_few_rows_embed_the_same_here_and_on_ray(
     milvus_backend: Settings, demo_versions: dict[str, str]
 ) -> None:
     """A refresh's small delta skips Ray start-up; the vectors must not change with it."""
-    ref = registry.resolve_version(milvus_backend, MODEL_NAME, demo_versions["tfidf"])
+    with MlflowRegistry(milvus_backend) as registry:
+        ref = registry.resolve_version(MODEL_NAME, demo_versions["tfidf"])
     model = probe(milvus_backend, ref, sample_texts(milvus_backend, SMALL))
     summary, ids = check_source(milvus_backend, SMALL)
     wanted = sorted(ids)[::40]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 
 MODEL_NAME = "product-embedder"
@@ -30,7 +30,8 @@ def production_snapshot(settings: Settings, alias: str) -> ProductionSnapshot:
         target = milvus.alias_target(alias)
         rows = milvus.row_count(target) if target else None
         managed = frozenset(name for name, _ in milvus.list_pairs())
-    version = registry.alias_version(settings, MODEL_NAME, settings.production_model_alias)
+    with MlflowRegistry(settings) as registry:
+        version = registry.alias_version(MODEL_NAME, settings.production_model_alias)
     return ProductionSnapshot(target, rows, version, managed)
 
 
