@@ -21,6 +21,7 @@ from indexpair.build.pool import keep_rows
 from indexpair.errors import ModelOutputError
 from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.ray_cluster import RayCluster
 from indexpair.settings import Settings
 from tasks.registry import ModelProbe
 from tasks.source import SourceSpec, iter_batches
@@ -180,14 +181,12 @@ def embed(
         log.info("embedding %d rows in this process (no Ray start-up)", len(only_ids))
         wanted_here = frozenset(only_ids)
         return embed_here(settings, spec, model, collection, on_progress, wanted_here, fingerprint)
-    try:
-        wanted = None if only_ids is None else frozenset(only_ids)
-        count = rows if wanted is None else len(wanted)
+    wanted = None if only_ids is None else frozenset(only_ids)
+    count = rows if wanted is None else len(wanted)
+    with RayCluster(settings):
         return embed_into(
             settings, spec, model, collection, on_progress, wanted, count, fingerprint
         )
-    finally:
-        ray_cluster.disconnect()
 
 
 @task(name="embed-and-insert", cache_policy=NO_CACHE)
