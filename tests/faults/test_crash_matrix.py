@@ -313,9 +313,9 @@ def test_mlflow_down_after_the_switch_is_repaired_by_reconcile(
     with prefect_api.prefect_api(stack_settings):
         warning = promote_step(down, alias, new, old)
     assert warning, "MLflow was down: the switch must report it"
-    with MilvusGateway(stack_settings) as gateway:  # the promotion happened all the same
-        assert gateway.alias_target(alias) == new
-        assert gateway.read_pair(new).state == PairState.LIVE
+    with MilvusGateway(stack_settings) as milvus:  # the promotion happened all the same
+        assert milvus.alias_target(alias) == new
+        assert milvus.read_pair(new).state == PairState.LIVE
     with MlflowRegistry(stack_settings) as registry:
         assert registry.alias_version(s.model, "production") == "1"
     with prefect_api.prefect_api(stack_settings):
