@@ -105,14 +105,14 @@ def naive_client(
 
     os.environ.update(env)
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors are counted, not logged
-    from indexpair.gateways import mlflow as registry
-    from indexpair.gateways.mlflow import ModelVersionRef
+    from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, load_model
     from indexpair.settings import load_settings
 
     settings = load_settings()
     name = "product-embedder"
     ref = ModelVersionRef(name=name, version=model_version, uri=f"models:/{name}/{model_version}")
-    model = registry.load_model(registry.download_model(settings, ref))
+    with MlflowRegistry(settings) as registry:
+        model = load_model(registry.download_model(ref))
     client = MilvusClient(uri=settings.milvus_uri, timeout=PROJECT_TIMEOUT_S, dedicated=True)
     model.predict(["warm up"])
     stop_at = sync.started()

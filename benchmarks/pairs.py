@@ -8,7 +8,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from indexpair.gateways import mlflow as registry
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.pair import PairState, collection_name
 from indexpair.settings import Settings, load_settings
 from tasks.collections import create, finalize, set_state
@@ -92,7 +92,8 @@ def build_pair(settings: Settings, version: str, source: Path, build_id: str) ->
     Returns:
         The collection name (reused when it already holds the source).
     """
-    ref = registry.resolve_version(settings, MODEL_NAME, version)
+    with MlflowRegistry(settings) as registry:
+        ref = registry.resolve_version(MODEL_NAME, version)
     spec = SourceSpec(uri=str(source))
     summary, _ = check_source(settings, spec)
     model = probe(settings, ref, sample_texts(settings, spec))
@@ -100,13 +101,10 @@ def build_pair(settings: Settings, version: str, source: Path, build_id: str) ->
     from indexpair.gateways.milvus import MilvusGateway
     from indexpair.pair import PairMetadata
 
-    gateway = MilvusGateway(settings)
-    try:
-        if gateway.exists(name) and gateway.row_count(name) == summary.rows:
-            gateway.ensure_loaded(name)
+    with MilvusGateway(settings) as milvus:
+        if milvus.exists(name) and milvus.row_count(name) == summary.rows:
+            milvus.ensure_loaded(name)
             return name
-    finally:
-        gateway.close()
     meta = PairMetadata(
         model_name=ref.name,
         model_version=ref.version,

@@ -127,22 +127,19 @@ def _check_exact(settings: Any, refreshed: str, full_edited_ids: set[str], live:
     """Largest difference between a copied vector and the live one (must be 0)."""
     from indexpair.gateways.milvus import MilvusGateway
 
-    gateway = MilvusGateway(settings)
-    try:
+    with MilvusGateway(settings) as milvus:
         sample = sorted(full_edited_ids)[:50]
-        a, b = gateway.fetch(refreshed, sample), gateway.fetch(live, sample)
+        a, b = milvus.fetch(refreshed, sample), milvus.fetch(live, sample)
         return max(
             float(np.max(np.abs(np.asarray(a[i]["vector"]) - np.asarray(b[i]["vector"]))))
             for i in sample
         )
-    finally:
-        gateway.close()
 
 
 def run(docs: int, changed: float, model: str) -> None:
     """Start the services, build, refresh, and print the comparison."""
     from indexpair import stack
-    from indexpair.gateways import mlflow as registry
+    from indexpair.gateways.mlflow import MlflowRegistry
     from indexpair.settings import load_settings
     from tasks.refresh import source_hashes
     from tasks.registry import probe
@@ -164,7 +161,8 @@ def run(docs: int, changed: float, model: str) -> None:
     try:
         full_path, edited_path, n_changed = _corpus(tmp, docs, changed)
         version = _register(settings, model, full_path)
-        ref = registry.resolve_version(settings, MODEL_NAME, version)
+        with MlflowRegistry(settings) as registry:
+            ref = registry.resolve_version(MODEL_NAME, version)
         spec, edited = SourceSpec(uri=str(full_path)), SourceSpec(uri=str(edited_path))
         model_probe = probe(settings, ref, sample_texts(settings, spec))
         full_times: dict[str, float] = {}

@@ -82,7 +82,7 @@ def _register(settings: Any, model: str, corpus: Path) -> Any:
     from demo.catalog import product_texts
     from demo.models import minilm_dir
     from indexpair.embedders import log_sentence_transformer_model, log_tfidf_model
-    from indexpair.gateways import mlflow as registry
+    from indexpair.gateways.mlflow import MlflowRegistry
     from tasks.registry import probe
     from tasks.source import SourceSpec, sample_texts
 
@@ -93,7 +93,8 @@ def _register(settings: Any, model: str, corpus: Path) -> Any:
     else:
         texts = product_texts(pd.read_parquet(corpus))
         version = log_tfidf_model(texts, MODEL_NAME, settings.state_dir, tags)
-    ref = registry.resolve_version(settings, MODEL_NAME, version)
+    with MlflowRegistry(settings) as registry:
+        ref = registry.resolve_version(MODEL_NAME, version)
     return probe(settings, ref, sample_texts(settings, SourceSpec(uri=str(corpus))))
 
 

@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from benchmarks.refresh import pair_meta
 from indexpair.build.layout import forward_batch
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import load_model
 from indexpair.settings import Settings, load_settings
 from tasks.collections import create
 from tasks.registry import ModelProbe
@@ -32,7 +32,7 @@ CHECKED_ROWS = 200
 
 def raw_encoder(settings: Settings, probe: ModelProbe) -> Callable[[list[str]], np.ndarray]:
     """The model's own encode function, under the pyfunc wrapper, set up as the build's."""
-    inner = registry.load_model(probe.local_path).unwrap_python_model()
+    inner = load_model(probe.local_path).unwrap_python_model()
     if hasattr(inner, "model"):  # sentence-transformers
         st = inner.model
         on_gpu = st.device.type == "cuda"
@@ -51,23 +51,17 @@ def raw_encoder(settings: Settings, probe: ModelProbe) -> Callable[[list[str]], 
 
 def _collection(settings: Settings, probe: ModelProbe, mode: str, job: dict) -> str:
     name = f"bench_{mode}_{job['rows']}"
-    gateway = MilvusGateway(settings)
-    try:
-        gateway.drop(name)
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        milvus.drop(name)
     meta = pair_meta(probe, SourceSpec(uri=job["corpus"]), name, job["rows"])
     create(settings, name, meta)
     return name
 
 
 def _flush(settings: Settings, name: str) -> int:
-    gateway = MilvusGateway(settings)
-    try:
-        gateway.client.flush(name)
-        return gateway.row_count(name)
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        milvus.client.flush(name)
+        return milvus.row_count(name)
 
 
 def encode(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -> dict:
@@ -93,11 +87,12 @@ def insert(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -
     vectors = np.load(job["vectors"], mmap_mode="r")
     name = _collection(settings, probe, "insert", job)
     step = settings.insert_batch_size
-    gateway = MilvusGateway(settings)
     started = time.perf_counter()
-    for at in range(0, len(ids), step):
-        gateway.insert(name, ids[at : at + step], hashes[at : at + step], vectors[at : at + step])
-    gateway.close()
+    with MilvusGateway(settings) as milvus:
+        for at in range(0, len(ids), step):
+            milvus.insert(
+                name, ids[at : at + step], hashes[at : at + step], vectors[at : at + step]
+            )
     rows = _flush(settings, name)
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
@@ -107,14 +102,13 @@ def loop(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -> 
     run = raw_encoder(settings, probe)
     run(["warm up"])
     name = _collection(settings, probe, "loop", job)
-    gateway = MilvusGateway(settings)
     started = time.perf_counter()
-    for batch in iter_batches(settings, spec, batch_size=settings.embed_batch_size):
-        texts = document_texts(batch, spec.text_fields)
-        ids = [str(i) for i in batch.column(spec.id_field).to_pylist()]
-        vectors = np.asarray(run(texts), dtype=np.float32)
-        gateway.insert(name, ids, [content_hash(t) for t in texts], vectors)
-    gateway.close()
+    with MilvusGateway(settings) as milvus:
+        for batch in iter_batches(settings, spec, batch_size=settings.embed_batch_size):
+            texts = document_texts(batch, spec.text_fields)
+            ids = [str(i) for i in batch.column(spec.id_field).to_pylist()]
+            vectors = np.asarray(run(texts), dtype=np.float32)
+            milvus.insert(name, ids, [content_hash(t) for t in texts], vectors)
     rows = _flush(settings, name)
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
@@ -148,11 +142,8 @@ def _check(settings: Settings, spec: SourceSpec, job: dict) -> dict:
     ids = [str(i) for i in pq.read_table(spec.uri, columns=[spec.id_field]).column(0).to_pylist()]
     picked = np.random.default_rng(0).choice(len(ids), size=min(CHECKED_ROWS, len(ids)))
     reference = np.load(job["vectors"], mmap_mode="r")
-    gateway = MilvusGateway(settings)
-    try:
-        stored = gateway.fetch(f"bench_build_{job['rows']}", [ids[i] for i in picked])
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        stored = milvus.fetch(f"bench_build_{job['rows']}", [ids[i] for i in picked])
     diff = max(
         float(np.abs(np.asarray(stored[ids[i]]["vector"]) - reference[i]).max()) for i in picked
     )

@@ -103,11 +103,8 @@ def build_pairs(settings: Settings, source: Path) -> tuple[dict[str, str], dict[
 
 def point(settings: Settings, alias: str, target: str) -> tuple[float, float, float]:
     """Switch ``alias`` to ``target`` with the flows' locked compare-and-swap; time it."""
-    gateway = MilvusGateway(settings)
-    try:
-        current = gateway.alias_target(alias)
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        current = milvus.alias_target(alias)
     t_start = time.time()
     with prefect_api.prefect_api(settings):
         result = switch_alias(settings, alias, target, current)

@@ -155,15 +155,16 @@ def webhook_register(
     """
     from mlflow.exceptions import MlflowException
 
-    from indexpair.gateways import mlflow as registry
+    from indexpair.gateways.mlflow import MlflowRegistry
 
     settings = startup_settings()
     if settings.webhook_secret is None:
         raise IndexPairError("INDEXPAIR_WEBHOOK_SECRET is not set")
     try:
-        hook_id = registry.register_webhook(
-            settings, name, url, settings.webhook_secret.get_secret_value()
-        )
+        with MlflowRegistry(settings) as registry:
+            hook_id = registry.register_webhook(
+                name, url, settings.webhook_secret.get_secret_value()
+            )
     except MlflowException as exc:
         raise IndexPairError(
             f"MLflow at {settings.mlflow_tracking_uri} refused the webhook: {exc}"

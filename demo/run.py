@@ -18,9 +18,8 @@ from flows.collect_garbage import collect_garbage
 from flows.rollback import rollback
 from indexpair import stack
 from indexpair.errors import IndexPairError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.serving.query import PairSearcher, source_titles
 from indexpair.settings import Settings
 from indexpair.status import collect_status
@@ -34,7 +33,8 @@ SUSPEND_WAIT_S = 1800
 def _stage(settings: Settings, console: Console, version: str) -> None:
     """Move the MLflow staging alias, as a data scientist would."""
     ref = ModelVersionRef(name=MODEL_NAME, version=version, uri=f"models:/{MODEL_NAME}/{version}")
-    registry.set_alias(settings, ref, settings.staging_model_alias)
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ref, settings.staging_model_alias)
     console.print(f"MLflow: {MODEL_NAME} alias '{settings.staging_model_alias}' → v{version}")
 
 
@@ -85,7 +85,8 @@ def _register(settings: Settings, console: Console) -> dict[str, str]:
 
 def _promotions(settings: Settings, console: Console, versions: dict[str, str]) -> None:
     console.rule("3. v1 (TF-IDF): build, validate, approved by this command")
-    live = registry.alias_version(settings, MODEL_NAME, settings.production_model_alias)
+    with MlflowRegistry(settings) as registry:
+        live = registry.alias_version(MODEL_NAME, settings.production_model_alias)
     if live is None:
         snap = _promote(settings, console, versions["tfidf"])
         _approve(

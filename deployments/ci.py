@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from indexpair.errors import IndexPairError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.gateways.prefect import RunSnapshot
 from indexpair.settings import Settings
 from indexpair.triggers import TriggerResult, trigger_promotion
@@ -52,7 +52,8 @@ def resolve_version(settings: Settings, model_name: str, version: str | None) ->
     Raises:
         RegistryError: nothing to build for this model.
     """
-    return version or registry.resolve_version(settings, model_name).version
+    with MlflowRegistry(settings) as registry:
+        return version or registry.resolve_version(model_name).version
 
 
 def watch(

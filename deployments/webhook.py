@@ -144,14 +144,15 @@ def wanted(settings: Settings, event: str, data: dict[str, Any]) -> str | None:
 
 def dispatch(settings: Settings, model_name: str, version: str, delivery_id: str) -> None:
     """Start the promotion (Prefect) or the pipeline (CircleCI); log the outcome."""
-    from indexpair.gateways import circleci
+    from indexpair.gateways.circleci import CircleCiGateway
     from indexpair.triggers import trigger_promotion
 
     try:
         if settings.webhook_target == "circleci":
-            answer = circleci.trigger_pipeline(
-                settings, {"model_name": model_name, "model_version": version}
-            )
+            with CircleCiGateway(settings) as circleci:
+                answer = circleci.trigger_pipeline(
+                    {"model_name": model_name, "model_version": version}
+                )
             log.info(
                 "delivery %s: CircleCI pipeline #%s for %s v%s",
                 delivery_id, answer.get("number"), model_name, version,

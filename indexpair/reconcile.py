@@ -22,10 +22,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from indexpair import faults
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import TAG_PREFIX, MlflowRegistry, ModelVersionRef, is_registry_error
 from indexpair.pair import PairMetadata, PairState, now_iso
 from indexpair.roles import group_of
 from indexpair.settings import Settings
@@ -187,19 +186,20 @@ def _registry_fixes(
     ref = ModelVersionRef(name=live.model_name, version=live.model_version, uri=live.model_uri)
     name = settings.production_model_alias
     try:
-        current = registry.alias_version(settings, live.model_name, name)
-        raw = registry.version_tags(settings, live.model_name, live.model_version)
-        tags = {k.removeprefix(registry.TAG_PREFIX): v for k, v in raw.items()}
-        fixes = plan_registry(alias, target, live, current, tags, name)
-        for fix in fixes if apply else []:
-            if fix.what.startswith("alias"):
-                registry.set_alias(settings, ref, name)
-            else:
-                registry.set_tags(settings, ref, fix.changes)
-            fix.applied = True
-            faults.crash_point("reconcile.fixed")
+        with MlflowRegistry(settings) as registry:
+            current = registry.alias_version(live.model_name, name)
+            raw = registry.version_tags(live.model_name, live.model_version)
+            tags = {k.removeprefix(TAG_PREFIX): v for k, v in raw.items()}
+            fixes = plan_registry(alias, target, live, current, tags, name)
+            for fix in fixes if apply else []:
+                if fix.what.startswith("alias"):
+                    registry.set_alias(ref, name)
+                else:
+                    registry.set_tags(ref, fix.changes)
+                fix.applied = True
+                faults.crash_point("reconcile.fixed")
     except Exception as exc:  # MLflow down must not stop the Milvus repairs
-        if not registry.is_registry_error(exc):
+        if not is_registry_error(exc):
             raise
         log.warning("reconcile: MLflow not repaired for %s: %s", alias, exc)
         return [
@@ -235,22 +235,22 @@ def reconcile(
         apply: write the fixes (under each alias's lock); otherwise a dry run.
         mlflow: also check the MLflow production alias and tags.
     """
-    with MilvusGateway(settings) as gateway:
-        targets = gateway.alias_targets()
-        pairs = dict(gateway.list_pairs())
+    with MilvusGateway(settings) as milvus:
+        targets = milvus.alias_targets()
+        pairs = dict(milvus.list_pairs())
         marked = {group_of(p) for p in pairs.values() if p.state == PairState.LIVE}
         aliases = [alias] if alias else sorted(set(targets) | marked)
         fixes: list[Fix] = []
         for name in aliases:
             with _locked(settings, name, apply):
                 if apply:
-                    fixes += settle_alias(gateway, name)
+                    fixes += settle_alias(milvus, name)
                 else:
                     fixes += plan_alias(name, targets.get(name), pairs, set(targets.values()))
         if not mlflow:
             return fixes
-        targets = gateway.alias_targets()
-        pairs = dict(gateway.list_pairs())
+        targets = milvus.alias_targets()
+        pairs = dict(milvus.list_pairs())
     newest = _newest_live(pairs, targets)
     for name in aliases:
         target = targets.get(name)

@@ -6,18 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from indexpair.errors import RegistryError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
     """Aliases → collection → model version, and every managed collection with its state."""
-    gateway = MilvusGateway(settings)
-    try:
-        pairs = gateway.list_pairs()
+    with MilvusGateway(settings) as milvus:
+        pairs = milvus.list_pairs()
         by_name = dict(pairs)
-        targets = gateway.alias_targets()
+        targets = milvus.alias_targets()
         aliases: dict[str, Any] = {}
         for alias, target in targets.items():
             if target in by_name:
@@ -33,7 +32,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                 "state": pair.state.value,
                 "model_name": pair.model_name,
                 "model_version": pair.model_version,
-                "rows": gateway.row_count(name),
+                "rows": milvus.row_count(name),
                 "dim": pair.dim,
                 "created_at": pair.created_at,
                 "reason": pair.reason,
@@ -41,17 +40,16 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             }
             for name, pair in pairs
         ]
-    finally:
-        gateway.close()
     from mlflow.exceptions import MlflowException
 
     registry_aliases = {}
     try:
-        for model in sorted({p.model_name for _, p in pairs}):
-            registry_aliases[model] = {
-                a: registry.alias_version(settings, model, a)
-                for a in (settings.staging_model_alias, settings.production_model_alias)
-            }
+        with MlflowRegistry(settings) as registry:
+            for model in sorted({p.model_name for _, p in pairs}):
+                registry_aliases[model] = {
+                    a: registry.alias_version(model, a)
+                    for a in (settings.staging_model_alias, settings.production_model_alias)
+                }
     except MlflowException as exc:
         raise RegistryError(
             f"MLflow at {settings.mlflow_tracking_uri} did not answer: {exc.message[:200]}"

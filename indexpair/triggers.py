@@ -68,11 +68,8 @@ def trigger_lock_name(model_name: str) -> str:
 
 
 def _pairs(settings: Settings) -> list[tuple[str, PairMetadata]]:
-    gateway = MilvusGateway(settings)
-    try:
-        return gateway.list_pairs()
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        return milvus.list_pairs()
 
 
 def run_in_flight(

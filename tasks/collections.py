@@ -11,9 +11,8 @@ from pydantic import BaseModel
 
 from indexpair.approval import report_digest
 from indexpair.errors import BuildError, ConfigError, PairNotFound, SourceDataError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.pair import PairMetadata, PairState, check_name, collection_name
 from indexpair.settings import Settings
 from tasks.registry import ModelProbe
@@ -23,19 +22,16 @@ from tasks.validation import ValidationPolicy
 
 def create(settings: Settings, name: str, meta: PairMetadata) -> None:
     """Create the collection unless this build already did (a resumed run)."""
-    gateway = MilvusGateway(settings)
-    try:
-        if gateway.exists(name):
-            existing = gateway.read_pair(name)
+    with MilvusGateway(settings) as milvus:
+        if milvus.exists(name):
+            existing = milvus.read_pair(name)
             if existing.build_id != meta.build_id:
                 raise BuildError(
                     f"collection {name!r} exists and belongs to build "
                     f"{existing.build_id!r}, not {meta.build_id!r}"
                 )
             return
-        gateway.create_pair_collection(name, meta)
-    finally:
-        gateway.close()
+        milvus.create_pair_collection(name, meta)
 
 
 # No task caches in a build: a resumed run finds what is done in Milvus itself (each
@@ -54,16 +50,13 @@ def finalize(settings: Settings, name: str, expected_rows: int) -> int:
     Raises:
         BuildError: the counts differ.
     """
-    gateway = MilvusGateway(settings)
-    try:
-        rows = gateway.finalize(name)
+    with MilvusGateway(settings) as milvus:
+        rows = milvus.finalize(name)
         if rows != expected_rows:
             raise BuildError(
                 f"collection {name!r} holds {rows} rows; the source has {expected_rows}"
             )
         return rows
-    finally:
-        gateway.close()
 
 
 @task(name="finalize-collection", cache_policy=NO_CACHE)
@@ -76,11 +69,8 @@ def finalize_collection(settings: Settings, name: str, expected_rows: int) -> in
 
 def set_state(settings: Settings, name: str, state: PairState, reason: str = "") -> None:
     """Record a new pair state on the collection."""
-    gateway = MilvusGateway(settings)
-    try:
-        gateway.set_state(name, state, reason)
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        milvus.set_state(name, state, reason)
 
 
 @task(name="mark-collection", cache_policy=NO_CACHE)
@@ -91,11 +81,8 @@ def mark_collection(settings: Settings, name: str, state: PairState, reason: str
 
 def live_collection(settings: Settings, alias: str) -> str | None:
     """The collection the production alias points at now."""
-    gateway = MilvusGateway(settings)
-    try:
-        return gateway.alias_target(alias)
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        return milvus.alias_target(alias)
 
 
 @task(name="read-live-pair", cache_policy=NO_CACHE)
@@ -106,11 +93,8 @@ def read_live_pair(settings: Settings, alias: str) -> str | None:
 
 def pair_model(settings: Settings, name: str) -> ModelVersionRef:
     """The model version a pair was built with, from its collection's metadata."""
-    gateway = MilvusGateway(settings)
-    try:
-        pair = gateway.read_pair(name)
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        pair = milvus.read_pair(name)
     return ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
 
 
@@ -175,8 +159,8 @@ def pin(
     Raises:
         ConfigError: the run's earlier build served another alias.
     """
-    with MilvusGateway(settings) as gateway:
-        found = find_build(gateway, run_id)
+    with MilvusGateway(settings) as milvus:
+        found = find_build(milvus, run_id)
         if found is not None:
             name, pair = found
             if pair.alias != alias:
@@ -194,7 +178,7 @@ def pin(
                 source_fingerprint=pair.source_fingerprint,
                 report=pair.report,
             )
-        live = gateway.alias_target(alias)
+        live = milvus.alias_target(alias)
     ref = resolve()
     name = collection_name(ref.name, ref.version, build_id_of(run_id))
     return BuildPin(name=name, ref=ref, baseline=live)
@@ -205,12 +189,12 @@ def pin_build(
     settings: Settings, run_id: str, alias: str, model_name: str, model_version: str | None
 ) -> BuildPin:
     """Resolve the model version once: pinned on the candidate for the run's whole life."""
-    found = pin(
-        settings,
-        run_id,
-        alias,
-        lambda: registry.resolve_version(settings, model_name, model_version),
-    )
+
+    def resolve() -> ModelVersionRef:
+        with MlflowRegistry(settings) as registry:
+            return registry.resolve_version(model_name, model_version)
+
+    found = pin(settings, run_id, alias, resolve)
     logger = get_run_logger()
     if found.state is None:
         logger.info(
@@ -255,8 +239,8 @@ def record_report(settings: Settings, name: str, report_json: str) -> str:
         The report's digest (what the approval form is bound to).
     """
     digest = report_digest(report_json)
-    with MilvusGateway(settings) as gateway:
-        gateway.update_pair(
+    with MilvusGateway(settings) as milvus:
+        milvus.update_pair(
             name,
             report=report_json,
             report_digest=digest,
@@ -277,10 +261,10 @@ def mark_approved(settings: Settings, name: str, approver: str) -> PairState:
     Returns:
         The candidate's state now.
     """
-    with MilvusGateway(settings) as gateway:
-        state = gateway.read_pair(name).state
+    with MilvusGateway(settings) as milvus:
+        state = milvus.read_pair(name).state
         if state == PairState.AWAITING_APPROVAL:
-            gateway.update_pair(name, state=PairState.APPROVED.value, approved_by=approver)
+            milvus.update_pair(name, state=PairState.APPROVED.value, approved_by=approver)
             state = PairState.APPROVED
     return state
 
@@ -339,8 +323,8 @@ def approved_pair(settings: Settings, name: str) -> PairMetadata:
         ConfigError: it is not in state ``approved``.
     """
     check_name(name)
-    with MilvusGateway(settings) as gateway:
-        pair = gateway.read_pair(name)
+    with MilvusGateway(settings) as milvus:
+        pair = milvus.read_pair(name)
     if pair.state != PairState.APPROVED:
         raise ConfigError(
             f"{name!r} is {pair.state.value}; only an approved candidate that was not "
@@ -357,8 +341,8 @@ def read_approved(settings: Settings, name: str) -> PairMetadata:
 
 def rebase(settings: Settings, name: str, baseline: str | None) -> None:
     """Record the live pair a candidate was validated against again."""
-    with MilvusGateway(settings) as gateway:
-        gateway.update_pair(name, baseline=baseline or "")
+    with MilvusGateway(settings) as milvus:
+        milvus.update_pair(name, baseline=baseline or "")
 
 
 @task(name="rebase-candidate", cache_policy=NO_CACHE)

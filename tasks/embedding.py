@@ -21,6 +21,7 @@ from indexpair.build.pool import keep_rows
 from indexpair.errors import ModelOutputError
 from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.ray_cluster import RayCluster
 from indexpair.settings import Settings
 from tasks.registry import ModelProbe
 from tasks.source import SourceSpec, iter_batches
@@ -33,11 +34,8 @@ def cluster_layout(settings: Settings, rows: int | None = None) -> Layout:
     import ray
 
     resources = ray.cluster_resources()
-    gateway = MilvusGateway(settings)
-    try:
-        backend = gateway.server_kind()
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        backend = milvus.server_kind()
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
     return plan(settings, cpus, gpus, backend, rows)
 
@@ -101,23 +99,20 @@ def insert_batches(
     Raises:
         ModelOutputError: a batch carries the embedder's error instead of vectors.
     """
-    gateway = MilvusGateway(settings)
     inserted = 0
-    try:
+    with MilvusGateway(settings) as milvus:
         for batch in batches:
             failed = [str(e) for e in batch["error"] if e]
             if failed:
                 raise ModelOutputError(failed[0])
             vectors = np.asarray(batch["vector"], dtype=np.float32)
-            inserted += gateway.insert(
+            inserted += milvus.insert(
                 collection,
                 [str(i) for i in batch["id"]],
                 [str(h) for h in batch["content_hash"]],
                 vectors,
             )
             on_progress(inserted)
-    finally:
-        gateway.close()
     return inserted
 
 
@@ -186,14 +181,12 @@ def embed(
         log.info("embedding %d rows in this process (no Ray start-up)", len(only_ids))
         wanted_here = frozenset(only_ids)
         return embed_here(settings, spec, model, collection, on_progress, wanted_here, fingerprint)
-    try:
-        wanted = None if only_ids is None else frozenset(only_ids)
-        count = rows if wanted is None else len(wanted)
+    wanted = None if only_ids is None else frozenset(only_ids)
+    count = rows if wanted is None else len(wanted)
+    with RayCluster(settings):
         return embed_into(
             settings, spec, model, collection, on_progress, wanted, count, fingerprint
         )
-    finally:
-        ray_cluster.disconnect()
 
 
 @task(name="embed-and-insert", cache_policy=NO_CACHE)

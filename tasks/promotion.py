@@ -15,10 +15,9 @@ from pydantic import BaseModel
 
 from indexpair import faults
 from indexpair.errors import BuildError, PromotionConflict
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, is_registry_error
 from indexpair.pair import PairState, now_iso
 from indexpair.reconcile import settle_alias
 from indexpair.settings import Settings
@@ -78,28 +77,28 @@ def switch_alias(
         PromotionConflict: the alias moved since validation compared against it.
         BuildError: the candidate is missing, not loaded, or has the wrong row count.
     """
-    with MilvusGateway(settings) as gateway, prefect_api.alias_lock(settings.lock_name(alias)):
-        repaired = [f"{f.target}: {f.before} -> {f.after}" for f in settle_alias(gateway, alias)]
-        current = gateway.alias_target(alias)
+    with MilvusGateway(settings) as milvus, prefect_api.alias_lock(settings.lock_name(alias)):
+        repaired = [f"{f.target}: {f.before} -> {f.after}" for f in settle_alias(milvus, alias)]
+        current = milvus.alias_target(alias)
         verdict = cas_decision(current, expected_live, candidate)
         if verdict == "conflict":
             raise PromotionConflict(
                 f"alias {alias!r} now points at {current!r}, but {candidate!r} was "
                 f"validated against {expected_live!r}"
             )
-        pair = gateway.read_pair(candidate)
+        pair = milvus.read_pair(candidate)
         switch_ms = 0.0
         if verdict == "switch":
-            _check_ready(gateway, candidate, pair.source_rows)
-            gateway.update_pair(candidate, replaces=current or "", switch_kind=kind)
+            _check_ready(milvus, candidate, pair.source_rows)
+            milvus.update_pair(candidate, replaces=current or "", switch_kind=kind)
             faults.crash_point("switch.approved")
             started = time.perf_counter()
-            gateway.point_alias(alias, candidate)
+            milvus.point_alias(alias, candidate)
             switch_ms = (time.perf_counter() - started) * 1000
             faults.crash_point("switch.alias_moved")
-            gateway.update_pair(candidate, state=PairState.LIVE.value, live_since=now_iso())
+            milvus.update_pair(candidate, state=PairState.LIVE.value, live_since=now_iso())
             faults.crash_point("switch.live_marked")
-            settle_alias(gateway, alias)
+            settle_alias(milvus, alias)
     faults.crash_point("switch.done")
     return SwitchResult(
         alias=alias,
@@ -120,12 +119,13 @@ def sync_registry(settings: Settings, ref: ModelVersionRef, tags: dict[str, str]
     """
     for attempt in range(1, REGISTRY_ATTEMPTS + 1):
         try:
-            registry.set_alias(settings, ref, settings.production_model_alias)
-            registry.set_tags(settings, ref, tags)
+            with MlflowRegistry(settings) as registry:
+                registry.set_alias(ref, settings.production_model_alias)
+                registry.set_tags(ref, tags)
             faults.crash_point("registry.synced")
             return ""
         except Exception as exc:
-            if not registry.is_registry_error(exc):
+            if not is_registry_error(exc):
                 raise
             reason = f"{type(exc).__name__}: {str(exc)[:200]}"
             log.warning("MLflow update %d/%d failed: %s", attempt, REGISTRY_ATTEMPTS, reason)
@@ -188,14 +188,14 @@ def reject(settings: Settings, collection: str, ref: ModelVersionRef | None, rea
     state says so): those are kept, and their model version is not tagged rejected.
     Returns True when the collection was dropped.
     """
-    with MilvusGateway(settings) as gateway:
-        if gateway.exists(collection):
-            state = gateway.read_pair(collection).state
-            if gateway.aliases_of(collection) or state in KEPT_STATES:
+    with MilvusGateway(settings) as milvus:
+        if milvus.exists(collection):
+            state = milvus.read_pair(collection).state
+            if milvus.aliases_of(collection) or state in KEPT_STATES:
                 log.warning("not rejecting %s (%s): %s", collection, state.value, reason)
                 return False
-            gateway.set_state(collection, PairState.REJECTED, reason)
-            dropped = gateway.drop(collection)
+            milvus.set_state(collection, PairState.REJECTED, reason)
+            dropped = milvus.drop(collection)
         else:
             dropped = False
     if ref is not None:
@@ -207,7 +207,8 @@ def reject(settings: Settings, collection: str, ref: ModelVersionRef | None, rea
             "rejected_at": now_iso(),
         }
         try:
-            registry.set_build_tags(settings, ref, tags)
+            with MlflowRegistry(settings) as registry:
+                registry.set_build_tags(ref, tags)
         except MlflowException as exc:
             # The build is already gone; an unreachable registry must not hide the reason
             # the build failed behind an error about tagging it.

@@ -18,9 +18,8 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from indexpair.errors import BuildError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import HASH_FIELD, ID_FIELD, VECTOR_FIELD, MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.settings import Settings
 from tasks.source import SourceSpec, content_hash, document_texts, iter_batches
 
@@ -108,11 +107,8 @@ def compare(
     settings: Settings, spec: SourceSpec, live_collection: str, fingerprint: str | None = None
 ) -> ChangeSet:
     """The change set between the source (pinned by ``fingerprint``) and the live collection."""
-    gateway = MilvusGateway(settings)
-    try:
-        live = live_hashes(gateway, live_collection)
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        live = live_hashes(milvus, live_collection)
     return diff(source_hashes(settings, spec, fingerprint), live, live_collection)
 
 
@@ -126,10 +122,9 @@ def copy_unchanged(settings: Settings, changes: ChangeSet, target: str) -> int:
         The number of rows copied.
     """
     skip = set(changes.to_embed) | set(changes.deleted_ids)
-    gateway = MilvusGateway(settings)
     copied = 0
-    try:
-        rows_of_live = gateway.iter_rows(
+    with MilvusGateway(settings) as milvus:
+        rows_of_live = milvus.iter_rows(
             changes.live_collection, vectors=True, batch_size=settings.insert_batch_size
         )
         for rows in rows_of_live:
@@ -137,9 +132,7 @@ def copy_unchanged(settings: Settings, changes: ChangeSet, target: str) -> int:
             if keep:
                 vectors = np.asarray([r[VECTOR_FIELD] for r in keep], dtype=np.float32)
                 ids = [str(r[ID_FIELD]) for r in keep]
-                copied += gateway.insert(target, ids, [r[HASH_FIELD] for r in keep], vectors)
-    finally:
-        gateway.close()
+                copied += milvus.insert(target, ids, [r[HASH_FIELD] for r in keep], vectors)
     if copied != changes.unchanged:
         raise BuildError(
             f"copied {copied} vectors from {changes.live_collection!r}, expected "
@@ -191,4 +184,5 @@ def publish_changes(
     create_markdown_artifact(key="refresh-changes", markdown=change_markdown(changes, collection))
     tags: dict[str, object] = {f"refresh_{k}": v for k, v in changes.counts().items()}
     tags["refresh_result"] = f"candidate {collection}" if collection else "no change"
-    registry.set_tags(settings, ref, tags)
+    with MlflowRegistry(settings) as registry:
+        registry.set_tags(ref, tags)

@@ -8,8 +8,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from indexpair.errors import ModelOutputError
-from indexpair.gateways import mlflow as registry
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
 from indexpair.settings import Settings
 
 
@@ -31,7 +30,8 @@ def resolve_model_version(
     settings: Settings, model_name: str, model_version: str | None
 ) -> ModelVersionRef:
     """Resolve the version to build (explicit, staging alias, or legacy stage)."""
-    ref = registry.resolve_version(settings, model_name, model_version)
+    with MlflowRegistry(settings) as registry:
+        ref = registry.resolve_version(model_name, model_version)
     get_run_logger().info(
         "building %s v%s (resolved by %s)", ref.name, ref.version, ref.resolved_by
     )
@@ -44,9 +44,10 @@ def probe(settings: Settings, ref: ModelVersionRef, sample: list[str]) -> ModelP
     Raises:
         ModelOutputError: the output is malformed or disagrees with the declared signature.
     """
-    path = registry.download_model(settings, ref)
+    with MlflowRegistry(settings) as registry:
+        path = registry.download_model(ref)
     label = f"model {ref.name} v{ref.version}"
-    vectors = registry.encode(registry.load_model(path), sample, label)
+    vectors = encode(load_model(path), sample, label)
     dim = int(vectors.shape[1])
     if ref.declared_dim is not None and dim != ref.declared_dim:
         raise ModelOutputError(
@@ -63,4 +64,6 @@ probe_model = task(name="probe-model", cache_policy=NO_CACHE)(probe)
 @task(name="fetch-model", cache_policy=NO_CACHE)
 def fetch_model(settings: Settings, ref: ModelVersionRef, dim: int) -> ModelProbe:
     """A model version a pair was built with, downloaded (again, if this disk lacks it)."""
-    return ModelProbe(ref=ref, local_path=str(registry.download_model(settings, ref)), dim=dim)
+    with MlflowRegistry(settings) as registry:
+        path = registry.download_model(ref)
+    return ModelProbe(ref=ref, local_path=str(path), dim=dim)

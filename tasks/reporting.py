@@ -7,8 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from indexpair.gateways import mlflow as registry
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.settings import Settings
 from tasks.shadow import ShadowReport, shadow_markdown
 from tasks.validation import ValidationPolicy, ValidationReport
@@ -84,32 +83,31 @@ def publish_report(
     metrics = {f"candidate_{k}": v for k, v in report.candidate.as_dict().items()}
     if report.live:
         metrics.update({f"live_{k}": v for k, v in report.live.as_dict().items()})
-    run_id = registry.log_validation_run(
-        settings,
-        ref,
-        report.collection,
-        metrics,
-        {
-            "k": report.k,
-            "live_collection": report.live_collection or "",
-            "rows": rows,
-            "passed": report.passed,
-        },
-    )
-    c = report.candidate
-    registry.set_build_tags(
-        settings,
-        ref,
-        {
-            "collection": report.collection,
-            "candidate_collection": report.collection,
-            "validation_run_id": run_id,
-            f"recall_at_{report.k}": f"{c.recall_at_k:.4f}",
-            "mrr": f"{c.mrr:.4f}",
-            f"ndcg_at_{report.k}": f"{c.ndcg_at_k:.4f}",
-            "status": "awaiting_approval" if report.passed else "rejected",
-        },
-    )
+    with MlflowRegistry(settings) as registry:
+        run_id = registry.log_validation_run(
+            ref,
+            report.collection,
+            metrics,
+            {
+                "k": report.k,
+                "live_collection": report.live_collection or "",
+                "rows": rows,
+                "passed": report.passed,
+            },
+        )
+        c = report.candidate
+        registry.set_build_tags(
+            ref,
+            {
+                "collection": report.collection,
+                "candidate_collection": report.collection,
+                "validation_run_id": run_id,
+                f"recall_at_{report.k}": f"{c.recall_at_k:.4f}",
+                "mrr": f"{c.mrr:.4f}",
+                f"ndcg_at_{report.k}": f"{c.ndcg_at_k:.4f}",
+                "status": "awaiting_approval" if report.passed else "rejected",
+            },
+        )
     get_run_logger().info(
         "validation of %s: recall@%d %.3f, MRR %.3f, nDCG@%d %.3f — %s",
         report.collection,

@@ -17,9 +17,8 @@ from pydantic import BaseModel
 
 from indexpair import roles
 from indexpair.errors import PairNotFound, RollbackRefused
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.pair import PairMetadata, PairState, check_name, now_iso
 from indexpair.settings import Settings
 from tasks.promotion import switch_alias, sync_registry
@@ -109,28 +108,25 @@ def prepare(settings: Settings, alias: str, target: str | None = None) -> Rollba
             a state that cannot serve, or is damaged.
     """
     check_name(alias, "alias name")
-    gateway = MilvusGateway(settings)
-    try:
-        live = gateway.alias_target(alias)
+    with MilvusGateway(settings) as milvus:
+        live = milvus.alias_target(alias)
         if live is None:
             raise PairNotFound(f"alias {alias!r} does not exist; there is nothing to roll back")
-        live_pair = gateway.read_pair(live)
+        live_pair = milvus.read_pair(live)
         if target is None:
-            target = _latest_previous(gateway, alias, live)
+            target = _latest_previous(milvus, alias, live)
         check_name(target, "rollback target")
         if target == live:
             raise RollbackRefused(f"{target!r} is already live behind alias {alias!r}")
-        pair = gateway.read_pair(target)
+        pair = milvus.read_pair(target)
         _check_target(alias, target, pair)
-        loaded_now = gateway.ensure_loaded(target)
-        rows = gateway.row_count(target)
+        loaded_now = milvus.ensure_loaded(target)
+        rows = milvus.row_count(target)
         if rows != pair.source_rows:
             raise RollbackRefused(
                 f"{target!r} holds {rows} rows but was built from {pair.source_rows}; "
                 "it is damaged and cannot serve"
             )
-    finally:
-        gateway.close()
     return RollbackPlan(
         alias=alias,
         live=live,
@@ -153,7 +149,8 @@ def _mirror_in_registry(settings: Settings, plan: RollbackPlan, reason: str) -> 
     new_ref = ModelVersionRef(name=new.model_name, version=new.model_version, uri=new.model_uri)
     if (old.model_name, old.model_version) != (new.model_name, new.model_version):
         try:
-            registry.set_tags(settings, old_ref, {"status": "rolled_back", "rolled_back_at": stamp})
+            with MlflowRegistry(settings) as registry:
+                registry.set_tags(old_ref, {"status": "rolled_back", "rolled_back_at": stamp})
         except MlflowException as exc:
             log.warning(
                 "could not tag %s v%s rolled back: %s", old.model_name, old.model_version, exc

@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from pymilvus import MilvusException
 
 from indexpair.errors import IndexPairError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
 from indexpair.serving.query_log import recent_queries
 from indexpair.settings import Settings
 from tasks.validation import GoldenSet
@@ -59,7 +59,7 @@ def overlap_at_k(a: list[str], b: list[str], k: int) -> float:
 def _answer(gateway: MilvusGateway, collection: str, model: Any, text: str, k: int) -> Any:
     """Top-k ids of one query and the milliseconds it took (encode + search)."""
     started = time.perf_counter()
-    vec = registry.encode(model, [text], "shadow", allow_zero=True)
+    vec = encode(model, [text], "shadow", allow_zero=True)
     ids = [] if not vec.any() else [i for i, _ in gateway.search(collection, vec, k)[0]]
     return ids, (time.perf_counter() - started) * 1000, bool(vec.any())
 
@@ -115,26 +115,25 @@ def shadow(
     if not live_collection:
         return None
     report = ShadowReport(k=k, live_collection=live_collection, candidate_collection=candidate)
-    gateway = MilvusGateway(settings)
-    try:
-        pair = gateway.read_pair(live_collection)
-        gateway.ensure_loaded(live_collection)
-        ref = registry.ModelVersionRef(
-            name=pair.model_name, version=pair.model_version, uri=pair.model_uri
-        )
-        live_model = registry.load_model(registry.download_model(settings, ref))
-        cand_model = registry.load_model(candidate_model_path)
-        pairs = ((live_collection, live_model), (candidate, cand_model))
-        report.sets.append(
-            compare_set(gateway, pairs, [q.query for q in golden.queries], k, "golden")
-        )
-        logged = recent_queries(settings.query_log_path, settings.shadow_sample)
-        if logged:
-            report.sets.append(compare_set(gateway, pairs, logged, k, "recent live"))
-    except (IndexPairError, MilvusException, MlflowException, OSError) as exc:
-        report.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        try:
+            pair = milvus.read_pair(live_collection)
+            milvus.ensure_loaded(live_collection)
+            ref = ModelVersionRef(
+                name=pair.model_name, version=pair.model_version, uri=pair.model_uri
+            )
+            with MlflowRegistry(settings) as registry:
+                live_model = load_model(registry.download_model(ref))
+            cand_model = load_model(candidate_model_path)
+            pairs = ((live_collection, live_model), (candidate, cand_model))
+            report.sets.append(
+                compare_set(milvus, pairs, [q.query for q in golden.queries], k, "golden")
+            )
+            logged = recent_queries(settings.query_log_path, settings.shadow_sample)
+            if logged:
+                report.sets.append(compare_set(milvus, pairs, logged, k, "recent live"))
+        except (IndexPairError, MilvusException, MlflowException, OSError) as exc:
+            report.error = f"{type(exc).__name__}: {exc}"
     return report
 
 

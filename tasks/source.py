@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from indexpair.documents import TEXT_JOIN, content_hash, document_texts
 from indexpair.errors import SourceChangedError, SourceDataError
-from indexpair.gateways import s3
+from indexpair.gateways.s3 import S3Gateway, parse_fingerprint, split, unreachable
 from indexpair.settings import Settings
 from tasks.validation import GoldenSet, check_golden_ids
 
@@ -72,8 +72,9 @@ def filesystem(settings: Settings, uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow filesystem and path for a local path or an ``s3://`` URI."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        s3.split(uri)
-        return s3.filesystem(settings), f"{parsed.netloc}{parsed.path}"
+        split(uri)
+        with S3Gateway(settings) as s3:
+            return s3.filesystem(), f"{parsed.netloc}{parsed.path}"
     if parsed.scheme not in ("", "file"):
         raise SourceDataError(f"source {uri!r}: scheme {parsed.scheme!r} is not supported")
     return pafs.LocalFileSystem(), parsed.path if parsed.scheme == "file" else uri
@@ -92,10 +93,11 @@ def pinned_copy(settings: Settings, uri: str, fingerprint: str) -> Path:
         SourceDataError: a fingerprint that is not an S3 one, a pinned version that is
             gone, or S3 not answering.
     """
-    pinned = s3.parse_fingerprint(uri, fingerprint)
+    pinned = parse_fingerprint(uri, fingerprint)
     path = _copy_path(settings, uri, fingerprint)
     if not path.is_file():
-        s3.download(settings, uri, pinned, path)
+        with S3Gateway(settings) as s3:
+            s3.download(uri, pinned, path)
     return path
 
 
@@ -108,7 +110,7 @@ def release_pinned_copy(settings: Settings, uri: str, fingerprint: str) -> None:
 def _copy_path(settings: Settings, uri: str, fingerprint: str) -> Path:
     """Where the pinned copy of ``uri`` at ``fingerprint`` lives (the extension kept)."""
     name = hashlib.sha256(f"{uri}\n{fingerprint}".encode()).hexdigest()[:32]
-    return settings.state_dir / SOURCES_DIR / f"{name}{Path(s3.split(uri)[1]).suffix}"
+    return settings.state_dir / SOURCES_DIR / f"{name}{Path(split(uri)[1]).suffix}"
 
 
 def _readable(settings: Settings, uri: str, fingerprint: str | None) -> tuple[pafs.FileSystem, str]:
@@ -137,7 +139,7 @@ def open_dataset(
         info = fs.get_file_info(path)
     except OSError as exc:
         if urlparse(spec.uri).scheme == "s3":  # pyarrow's S3 client already retried
-            raise s3.unreachable(settings, spec.uri, exc) from exc
+            raise unreachable(settings, spec.uri, exc) from exc
         raise SourceDataError(f"source {spec.uri!r} cannot be read: {exc}") from exc
     if info.type == pafs.FileType.NotFound:
         raise SourceDataError(f"source {spec.uri!r} does not exist")
@@ -180,7 +182,8 @@ def fingerprint(settings: Settings, uri: str) -> str:
         SourceDataError: the source is missing or cannot be read.
     """
     if urlparse(uri).scheme == "s3":
-        return s3.head(settings, uri).fingerprint
+        with S3Gateway(settings) as s3:
+            return s3.head(uri).fingerprint
     return _sha256(settings, uri)
 
 
@@ -211,7 +214,8 @@ def verify_unchanged(settings: Settings, uri: str, fingerprint: str) -> None:
         SourceDataError: the source (or its pinned version) is gone or unreadable.
     """
     if urlparse(uri).scheme == "s3":
-        s3.check_pinned(settings, uri, s3.parse_fingerprint(uri, fingerprint))
+        with S3Gateway(settings) as s3:
+            s3.check_pinned(uri, parse_fingerprint(uri, fingerprint))
         return
     now = _sha256(settings, uri)
     if now != fingerprint:

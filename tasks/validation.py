@@ -15,8 +15,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from indexpair.errors import GoldenQueryError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
 from indexpair.settings import Settings
 
 
@@ -192,7 +192,7 @@ def run_golden(
 ) -> Metrics:
     """Encode the golden queries with ``model`` and search ``collection``."""
     texts = [q.query for q in golden.queries]
-    vectors = registry.encode(model, texts, what, allow_zero=True)
+    vectors = encode(model, texts, what, allow_zero=True)
     # A query the model cannot encode (all zeros) finds nothing: it scores 0, not an error.
     known = np.linalg.norm(vectors, axis=1) > 0
     started = time.perf_counter()
@@ -212,23 +212,19 @@ def validate(
     live_collection: str | None,
 ) -> ValidationReport:
     """Golden-query validation of a candidate, compared with the live pair if there is one."""
-    gateway = MilvusGateway(settings)
-    try:
-        candidate = run_golden(
-            gateway, collection, registry.load_model(model_path), golden, policy.k, label
-        )
+    with MilvusGateway(settings) as milvus:
+        candidate = run_golden(milvus, collection, load_model(model_path), golden, policy.k, label)
         live = live_label = None
         if live_collection:
-            gateway.ensure_loaded(live_collection)
-            pair = gateway.read_pair(live_collection)
-            ref = registry.ModelVersionRef(
+            milvus.ensure_loaded(live_collection)
+            pair = milvus.read_pair(live_collection)
+            ref = ModelVersionRef(
                 name=pair.model_name, version=pair.model_version, uri=pair.model_uri
             )
             live_label = f"model {pair.model_name} v{pair.model_version}"
-            live_model = registry.load_model(registry.download_model(settings, ref))
-            live = run_golden(gateway, live_collection, live_model, golden, policy.k, live_label)
-    finally:
-        gateway.close()
+            with MlflowRegistry(settings) as registry:
+                live_model = load_model(registry.download_model(ref))
+            live = run_golden(milvus, live_collection, live_model, golden, policy.k, live_label)
     return ValidationReport(
         collection=collection,
         k=policy.k,

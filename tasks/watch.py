@@ -7,7 +7,7 @@ import logging
 from prefect import task
 from prefect.logging import get_run_logger
 
-from indexpair.gateways import mlflow as registry
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 from indexpair.triggers import TriggerResult, trigger_promotion
 
@@ -24,10 +24,12 @@ def staging_versions(settings: Settings, model_name: str) -> list[str]:
     watch list must not stop the others).
     """
     found = []
-    alias_version = registry.alias_version(settings, model_name, settings.staging_model_alias)
+    with MlflowRegistry(settings) as registry:
+        alias_version = registry.alias_version(model_name, settings.staging_model_alias)
+        staged = registry.stage_versions(model_name, "Staging")
     if alias_version:
         found.append(alias_version)
-    for version in registry.stage_versions(settings, model_name, "Staging"):
+    for version in staged:
         if version not in found:
             found.append(version)
     return found
@@ -37,12 +39,13 @@ def pending_versions(settings: Settings, model_name: str) -> list[str]:
     """Staging versions whose last build was not rejected (pairs and runs are checked
     by the trigger itself, under its lock)."""
     pending = []
-    for version in staging_versions(settings, model_name):
-        status = registry.version_tags(settings, model_name, version).get("indexpair.status")
-        if status in SKIP_STATUSES:
-            log.info("%s v%s: last build was %s; not rebuilding", model_name, version, status)
-            continue
-        pending.append(version)
+    with MlflowRegistry(settings) as registry:
+        for version in staging_versions(settings, model_name):
+            status = registry.version_tags(model_name, version).get("indexpair.status")
+            if status in SKIP_STATUSES:
+                log.info("%s v%s: last build was %s; not rebuilding", model_name, version, status)
+                continue
+            pending.append(version)
     return pending
 
 

@@ -7,7 +7,7 @@ code: an actor that starts faster embeds sooner.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from indexpair.documents import content_hash, document_texts
 from indexpair.errors import ModelOutputError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import encode, load_model
 from indexpair.settings import Settings
 
 
@@ -45,7 +45,7 @@ class BatchEmbedder:
 
             mlflow.set_tracking_uri(tracking_uri)
             model_path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
-        self.model = registry.load_model(model_path)
+        self.model = load_model(model_path)
         use_fp16(self.model, fp16)
         self.params = {"batch_size": model_batch_size}
         self.label = label
@@ -60,7 +60,7 @@ class BatchEmbedder:
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         texts = document_texts({f: batch[f] for f in self.text_fields}, self.text_fields)
         try:
-            vectors = registry.encode(self.model, texts, self.label, params=self.params)
+            vectors = encode(self.model, texts, self.label, params=self.params)
             if vectors.shape[1] != self.dim:
                 raise ModelOutputError(
                     f"{self.label} returned {vectors.shape[1]}-dim vectors in a batch; "
@@ -106,6 +106,16 @@ class BatchWriter:
             np.concatenate([np.asarray(b["vector"], dtype=np.float32) for b in batches]),
         )
         return count, ""
+
+    def close(self) -> None:
+        """Release the Milvus connection (Ray also drops it when the actor is killed)."""
+        self.gateway.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def use_fp16(model: Any, enabled: bool) -> None:

@@ -295,11 +295,11 @@ class MilvusGateway:
     def fetch(self, name: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Rows by primary key (id, content hash, vector)."""
         id_list = list(ids)
-        quoted = ", ".join('"' + i.replace('"', '\\"') + '"' for i in id_list)
-        rows = self.client.query(
-            name,
-            filter=f"{ID_FIELD} in [{quoted}]",
-            output_fields=[ID_FIELD, HASH_FIELD, VECTOR_FIELD],
+        rows = _retrying(
+            lambda: self.client.get(
+                name, ids=id_list, output_fields=[ID_FIELD, HASH_FIELD, VECTOR_FIELD]
+            ),
+            f"get from {name}",
         )
         return {str(r[ID_FIELD]): dict(r) for r in rows}
 

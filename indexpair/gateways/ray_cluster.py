@@ -5,6 +5,14 @@ Ray worker runs: ``indexpair.build``) travels to the workers in the job's runtim
 environment (``py_modules``), unless ``INDEXPAIR_RAY_SHIP_CODE=false`` says the cluster
 has indexpair installed. Third-party packages (torch, sentence-transformers,
 mlflow, pymilvus, ...) must already be installed in the cluster's Python.
+
+Ray's connection is process-global state, not an object: ``ray.init`` joins (or starts)
+one cluster per process and ``ray.shutdown`` leaves it for everyone in the process.
+:class:`RayCluster` is a context over that one connection (``with RayCluster(settings):``
+connects, or reuses a connection already made; leaving shuts it down, a local Ray this
+process started included), not a client of its own: two nested contexts share the
+connection and the inner one's exit ends it for the outer. :func:`connect` stays for
+code that runs inside such a context or manages the lifetime itself.
 """
 
 from __future__ import annotations
@@ -133,3 +141,22 @@ def disconnect() -> None:
     import ray
 
     ray.shutdown()
+
+
+class RayCluster:
+    """The process's Ray connection for the span of a ``with`` block (see the module
+    docstring: the connection is process-global)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __enter__(self) -> RayCluster:
+        try:
+            connect(self.settings)
+        except BaseException:
+            disconnect()  # a half-started local Ray is not left behind
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        disconnect()

@@ -11,14 +11,13 @@ reproduce their scores (or their ids are missing, or the dimensions differ).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from pydantic import BaseModel
 
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import VECTOR_FIELD, MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, load_model
 from indexpair.settings import Settings
 
 SCORE_TOLERANCE = 2e-3
@@ -59,9 +58,8 @@ class ConsistencyChecker:
                     version=model_version,
                     uri=f"models:/{model_name}/{model_version}",
                 )
-                self._models[mkey] = registry.load_model(
-                    registry.download_model(self.settings, ref)
-                )
+                with MlflowRegistry(self.settings) as registry:
+                    self._models[mkey] = load_model(registry.download_model(ref))
             raw = np.asarray(self._models[mkey].predict([text]), dtype=np.float32)[0]
             self._queries[key] = _unit(raw)
         return self._queries[key]
@@ -124,3 +122,9 @@ class ConsistencyChecker:
     def close(self) -> None:
         """Release the Milvus connection."""
         self.gateway.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

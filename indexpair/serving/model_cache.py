@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from indexpair.errors import RegistryError
-from indexpair.gateways import mlflow as registry
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, load_model
 from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
 
@@ -46,7 +45,8 @@ class ModelCache:
         ref = ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
         started = time.perf_counter()
         try:
-            model = registry.load_model(registry.download_model(self.settings, ref))
+            with MlflowRegistry(self.settings) as registry:
+                model = load_model(registry.download_model(ref))
         except Exception as exc:  # MLflow, network, unpickling: one typed error naming the model
             raise RegistryError(
                 f"model {ref.name} v{ref.version} ({ref.uri}) could not be loaded from "

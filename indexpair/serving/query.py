@@ -12,15 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from pydantic import BaseModel
 from pymilvus import MilvusException
 
 from indexpair.errors import PairNotFound
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import encode
 from indexpair.pair import PairMetadata, check_name
 from indexpair.serving.model_cache import ModelCache
 from indexpair.settings import Settings
@@ -180,7 +180,7 @@ class PairSearcher:
         pair = t.pair
         label = f"model {pair.model_name} v{pair.model_version}"
         with self.models.use(pair) as model:
-            vectors = registry.encode(model, [text], label, allow_zero=True)
+            vectors = encode(model, [text], label, allow_zero=True)
         if not vectors.any():  # no word the model knows: nothing can match
             hits: list[tuple[str, float]] = []
         else:
@@ -225,6 +225,12 @@ class PairSearcher:
             gateway.close()
         self._retired.clear()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def source_titles(
     settings: Settings, response: SearchResponse, field: str = "title"
@@ -235,11 +241,8 @@ def source_titles(
     """
     import pyarrow.dataset as pds
 
-    gateway = MilvusGateway(settings)
-    try:
-        uri = gateway.read_pair(response.collection).source_uri
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        uri = milvus.read_pair(response.collection).source_uri
     if "://" in uri or not uri.endswith(".parquet"):
         return {}
     ids = [h.id for h in response.hits]

@@ -272,11 +272,8 @@ def _load_live_pairs(settings: Settings) -> None:
     so the first query after a restart finds production ready."""
     from indexpair.gateways.milvus import MilvusGateway
 
-    gateway = MilvusGateway(settings)
-    try:
-        loaded = gateway.load_aliased()
-    finally:
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        loaded = milvus.load_aliased()
     if loaded:
         logger.info("loaded the aliased pairs after the restart: %s", ", ".join(loaded))
 

@@ -53,15 +53,12 @@ def facts_of(
 
 def gather(settings: Settings) -> list[CollectionFacts]:
     """Facts about every collection in Milvus, managed or not, oldest first."""
-    gateway = MilvusGateway(settings)
-    try:
-        targets = gateway.alias_targets()
+    with MilvusGateway(settings) as milvus:
+        targets = milvus.alias_targets()
         return [
-            facts_of(gateway, name, props, sorted(a for a, t in targets.items() if t == name))
-            for name, props in sorted(gateway.collections().items())
+            facts_of(milvus, name, props, sorted(a for a, t in targets.items() if t == name))
+            for name, props in sorted(milvus.collections().items())
         ]
-    finally:
-        gateway.close()
 
 
 def plan(settings: Settings, policy: RetentionPolicy) -> list[Verdict]:
@@ -105,8 +102,7 @@ def apply(settings: Settings, verdicts: list[Verdict], dry_run: bool) -> list[Ve
     """
     if not dry_run:
         faults.crash_point("gc.planned")
-    gateway = MilvusGateway(settings)
-    try:
+    with MilvusGateway(settings) as milvus:
         for verdict in verdicts:
             if verdict.action != "drop":
                 verdict.outcome = "kept"
@@ -114,11 +110,9 @@ def apply(settings: Settings, verdicts: list[Verdict], dry_run: bool) -> list[Ve
                 verdict.outcome = "would drop (dry run)"
             else:
                 with prefect_api.alias_lock(settings.lock_name(verdict.group)):
-                    verdict.outcome = _drop_one(gateway, verdict)
+                    verdict.outcome = _drop_one(milvus, verdict)
                 log.info("garbage collection: %s %s", verdict.name, verdict.outcome)
                 faults.crash_point("gc.dropped")
-    finally:
-        gateway.close()
     return verdicts
 
 

@@ -59,11 +59,10 @@ def reap_abandoned(settings: Settings, current_run: str = "") -> list[str]:
         The collections rejected.
     """
     reaped = []
-    gateway = MilvusGateway(settings)
-    try:
+    with MilvusGateway(settings) as milvus:
         for verdict, pair in to_reap(gather(settings), current_run, datetime.now(UTC)):
             with prefect_api.alias_lock(settings.lock_name(verdict.group)):
-                outcome = recheck(gateway, verdict)
+                outcome = recheck(milvus, verdict)
                 if not outcome:
                     ref = ModelVersionRef(
                         name=pair.model_name, version=pair.model_version, uri=pair.model_uri
@@ -72,8 +71,6 @@ def reap_abandoned(settings: Settings, current_run: str = "") -> list[str]:
                     outcome = "rejected and dropped" if dropped else "rejected, not dropped"
                     reaped.append(verdict.name)
             log.info("abandoned build %s: %s", verdict.name, outcome)
-    finally:
-        gateway.close()
     return reaped
 
 

@@ -58,9 +58,8 @@ def build_name(snap: dict[str, Any], version: str) -> str:
 @pytest.fixture()
 def milvus(stack_settings: Settings) -> Iterator[MilvusGateway]:
     """A Milvus gateway on the test stack."""
-    gateway = MilvusGateway(stack_settings)
-    yield gateway
-    gateway.close()
+    with MilvusGateway(stack_settings) as milvus:
+        yield milvus
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,8 @@ from indexpair.errors import (
     RegistryError,
     SourceDataError,
 )
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.pair import check_name
 from indexpair.settings import Settings
 from indexpair.stack.specs import service_env
@@ -93,7 +93,8 @@ class Ctx:
         check_golden_ids(golden, {"P1", "P2"}, "p.parquet")
 
     def probe(self, fault: str) -> None:
-        ref = registry.resolve_version(self.settings, FAULTY_MODEL, self.faulty[fault])
+        with MlflowRegistry(self.settings) as registry:
+            ref = registry.resolve_version(FAULTY_MODEL, self.faulty[fault])
         probe(self.settings, ref, sample_texts(self.settings, SMALL))
 
     def flow(self, **params: Any) -> None:
@@ -103,6 +104,11 @@ class Ctx:
         snap = start(self.settings, full)
         assert snap["state_type"] == "FAILED", snap
         raise FlowFailed(snap["message"])
+
+
+def _resolve(settings: Settings, name: str, version: str | None) -> ModelVersionRef:
+    with MlflowRegistry(settings) as registry:
+        return registry.resolve_version(name, version)
 
 
 class FlowFailed(Exception):
@@ -138,9 +144,9 @@ CASES: list[Case] = [
     ("param alias of 300 chars", lambda c: check_name("a" * 300, "alias name"),
      InvalidNameError, "is 300 characters; Milvus allows 255"),
     ("param model not registered",
-     lambda c: registry.resolve_version(c.settings, "no-such-model", None), RegistryError,
+     lambda c: _resolve(c.settings, "no-such-model", None), RegistryError,
      "model 'no-such-model' is not registered in MLflow at"),
-    ("param version missing", lambda c: registry.resolve_version(c.settings, MODEL_NAME, "999"),
+    ("param version missing", lambda c: _resolve(c.settings, MODEL_NAME, "999"),
      RegistryError, f"model '{MODEL_NAME}' has no version '999'"),
     ("param recall floor > 1", lambda c: ValidationPolicy(min_recall_at_k=1.5), ValidationError,
      "min_recall_at_k\n  Input should be less than or equal to 1"),
@@ -205,13 +211,10 @@ CASES: list[Case] = [
 @pytest.fixture(scope="module")
 def live_run(stack_settings: Settings, base_alias: str) -> str:
     """The flow run that made the live pair (it is completed, not waiting)."""
-    gateway = MilvusGateway(stack_settings)
-    try:
-        target = gateway.alias_target(base_alias)
+    with MilvusGateway(stack_settings) as milvus:
+        target = milvus.alias_target(base_alias)
         assert target is not None
-        return gateway.read_pair(target).flow_run_id
-    finally:
-        gateway.close()
+        return milvus.read_pair(target).flow_run_id
 
 
 def test_matrix_has_enough_cases() -> None:

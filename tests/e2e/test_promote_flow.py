@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.pair import PairState
 from indexpair.serving.query import PairSearcher
 from indexpair.settings import Settings
@@ -109,15 +109,15 @@ def test_approve_moves_alias_and_mirrors_mlflow(
     assert pair.source_fingerprint.startswith("sha256:")
     assert milvus.read_pair(v1).state == PairState.PREVIOUS
     assert milvus.read_pair(v1).previous_since
-    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["minilm"])
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, demo_versions["minilm"])
     assert tags["indexpair.status"] == "live"
     assert tags["indexpair.collection"] == v2
     assert tags["indexpair.approved_by"] == "alice"
     assert float(tags["indexpair.recall_at_10"]) > 0.5
-    assert (
-        registry.alias_version(stack_settings, MODEL_NAME, stack_settings.production_model_alias)
-        == demo_versions["minilm"]
-    )
+    with MlflowRegistry(stack_settings) as registry:
+        production = registry.alias_version(MODEL_NAME, stack_settings.production_model_alias)
+    assert production == demo_versions["minilm"]
     searcher = PairSearcher(stack_settings, alias)
     response = searcher.search("waterproof hiking boots", k=5)
     searcher.close()
@@ -137,7 +137,8 @@ def test_deny_removes_candidate_and_keeps_alias(
     assert "denied by bob" in done["message"]
     assert not milvus.exists(candidate)
     assert milvus.alias_target(base_alias) == live_before
-    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["minilm"])
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, demo_versions["minilm"])
     assert "denied by bob" in tags["indexpair.reject_reason"]
     assert tags["indexpair.rejected_collection"] == candidate
 
@@ -152,7 +153,8 @@ def test_broken_model_is_rejected_by_validation(
     assert "recall_at_k" in snap["message"]
     assert not milvus.exists(build_name(snap, demo_versions["broken"]))
     assert milvus.alias_target(base_alias) == live_before
-    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["broken"])
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, demo_versions["broken"])
     assert tags["indexpair.status"] == "rejected"
     assert "ValidationFailed" in tags["indexpair.reject_reason"]
 
@@ -181,7 +183,8 @@ def test_approval_timeout_fails_run_and_build_is_cleaned(
         assert candidate in reap_abandoned(stack_settings)  # past it: rejected and dropped
     assert not milvus.exists(candidate)
     assert milvus.alias_target(base_alias) == live_before
-    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["tfidf"])
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, demo_versions["tfidf"])
     assert "abandoned" in tags["indexpair.reject_reason"]
 
 
@@ -227,13 +230,10 @@ def test_live_pair_is_served_after_a_milvus_restart(
     assert milvus_status.pid is not None
     procs.terminate(milvus_status.pid, 15)
     stack.up(stack_settings, PROJECT_DIR, services=["milvus"])
-    gateway = MilvusGateway(stack_settings)
-    try:
-        live = gateway.alias_target(base_alias)
+    with MilvusGateway(stack_settings) as milvus:
+        live = milvus.alias_target(base_alias)
         assert live is not None
-        assert gateway.is_loaded(live)
-    finally:
-        gateway.close()
+        assert milvus.is_loaded(live)
     searcher = PairSearcher(stack_settings, base_alias)
     try:
         assert searcher.search("hiking boots", k=3).collection == live

@@ -17,8 +17,8 @@ import pytest
 
 from deployments.promotions import refresh_parameters, start_promotion
 from indexpair.errors import BuildError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import HASH_FIELD, ID_FIELD, VECTOR_FIELD, MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
 from tasks.refresh import compare
@@ -81,7 +81,8 @@ def test_refresh_equals_a_full_rebuild(
     snap = _refresh(settings, source)
     assert snap["state_type"] == "PAUSED", snap
     refreshed = build_name(snap, version)
-    tags = registry.version_tags(settings, MODEL_NAME, version)
+    with MlflowRegistry(settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, version)
     counts = {k: int(tags[f"indexpair.refresh_{k}"]) for k in expected}
     assert counts == expected
     assert milvus.alias_target(ALIAS) == live, "production moved before approval"
@@ -114,7 +115,8 @@ def test_unchanged_source_promotes_nothing(
     assert snap["state_type"] == "COMPLETED" and snap["state_name"] == "NoChange", snap
     assert milvus.alias_target(ALIAS) == target
     assert {name for name, _ in milvus.list_pairs()} == before
-    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["tfidf"])
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, demo_versions["tfidf"])
     assert tags["indexpair.refresh_result"] == "no change"
 
 
@@ -137,7 +139,8 @@ def test_auto_approval_when_no_metric_regresses(
     assert snap["state_type"] == "COMPLETED", snap
     version = demo_versions["tfidf"]
     assert milvus.alias_target(ALIAS) == build_name(snap, version)
-    tags = registry.version_tags(stack_settings, MODEL_NAME, version)
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, version)
     assert tags["indexpair.approved_by"].startswith("indexpair (automatic")
     assert "recall_at_k" in tags["indexpair.approval_comment"]
 

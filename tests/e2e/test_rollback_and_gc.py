@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from indexpair.errors import PairNotFound, RollbackRefused
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.pair import PairMetadata, PairState, collection_name
 from indexpair.serving.query import PairSearcher
 from indexpair.settings import Settings
@@ -181,9 +181,10 @@ def test_rollback_restores_previous_pair_and_its_results(
     assert prepare(stack_settings, ALIAS, minilm).target == minilm
     assert milvus.is_loaded(tfidf)
     version = demo_versions["tfidf"]
-    assert registry.alias_version(stack_settings, MODEL_NAME, "production") == version
-    assert registry.version_tags(stack_settings, MODEL_NAME, version)["indexpair.status"] == "live"
-    minilm_tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["minilm"])
+    with MlflowRegistry(stack_settings) as registry:
+        assert registry.alias_version(MODEL_NAME, "production") == version
+        assert registry.version_tags(MODEL_NAME, version)["indexpair.status"] == "live"
+        minilm_tags = registry.version_tags(MODEL_NAME, demo_versions["minilm"])
     assert minilm_tags["indexpair.status"] == "rolled_back"
     # The same answers the TF-IDF pair gave when it was first live, and named as such.
     assert _search(stack_settings) == history["tfidf_results"]

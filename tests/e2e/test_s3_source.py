@@ -7,8 +7,8 @@ import pytest
 from pydantic import SecretStr
 
 from indexpair.errors import SourceDataError
-from indexpair.gateways import s3
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.s3 import S3Gateway
 from indexpair.settings import Settings
 from tasks.source import SourceSpec, check_source, document_texts, fingerprint, iter_batches
 from tests.conftest import DATA_DIR
@@ -78,8 +78,8 @@ def test_missing_object_names_the_uri(stack_settings: Settings, s3_source: S3Sou
     missing = f"s3://{s3_source.bucket}/catalog/nothing.parquet"
     with pytest.raises(SourceDataError, match="does not exist"):
         check_source(settings, SourceSpec(uri=missing))
-    with pytest.raises(SourceDataError, match="does not exist"):
-        s3.head(settings, missing)
+    with S3Gateway(settings) as s3, pytest.raises(SourceDataError, match="does not exist"):
+        s3.head(missing)
 
 
 def test_promotion_builds_from_s3_through_the_worker(

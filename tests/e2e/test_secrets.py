@@ -14,9 +14,9 @@ from uuid import UUID
 import pytest
 
 from indexpair import stack
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 from indexpair.stack import procs
 from indexpair.stack.specs import service_env
@@ -118,7 +118,8 @@ def test_no_secret_in_logs_artifacts_errors_or_status(
     assert failed["state_type"] == "FAILED", failed
     assert "missing.parquet" in failed["message"]
 
-    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["tfidf"])
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, demo_versions["tfidf"])
     logs = flow_run_logs(stack_settings, snap["id"])
     # The approval is on record in Prefect (the run's logs) and on the MLflow version.
     assert any("approved by sec-approver" in line for line in logs), logs[-5:]

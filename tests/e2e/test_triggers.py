@@ -14,9 +14,9 @@ import pytest
 
 from deployments.promotions import answer
 from indexpair import triggers
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 from indexpair.triggers import trigger_promotion
 from tests.conftest import MODEL_NAME
@@ -114,15 +114,12 @@ def test_circleci_jobs_through_approval(
     assert waited and waited[0].returncode == 0, waited[0].output if waited else "no result"
     assert "is Completed" in waited[0].output
 
-    tags = registry.version_tags(stack_settings, MODEL_NAME, version)
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, version)
     assert tags["indexpair.approved_by"] == "ci-alice"
     assert tags["indexpair.approval_comment"] == "approved in CircleCI pipeline 42"
-    gateway = MilvusGateway(stack_settings)
-    try:
-        assert gateway.alias_target(TRIGGER_ALIAS) == build_name({"id": run_id}, version)
-    finally:
-        gateway.close()
-
+    with MilvusGateway(stack_settings) as milvus:
+        assert milvus.alias_target(TRIGGER_ALIAS) == build_name({"id": run_id}, version)
     # Once the pair is live, another pipeline has nothing to build or approve.
     third_ws = tmp_path / "workspace-3"
     third = run_job(config, "start-promotion", pipeline, tmp_path / "start-3", third_ws, env)

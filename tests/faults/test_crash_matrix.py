@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 
 from indexpair import faults
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.pair import PairMetadata, PairState
 from indexpair.reconcile import reconcile
 from indexpair.roles import group_of
@@ -143,9 +143,8 @@ def setup_promote(settings: Settings, gateway: MilvusGateway, s: Scenario, tag: 
     plant(gateway, old, s.model, "1", s.alias, S.LIVE, live_since=_ago(1))
     plant(gateway, new, s.model, "2", s.alias, S.APPROVED, baseline=old)
     gateway.point_alias(s.alias, old)
-    registry.set_alias(
-        settings, registry.ModelVersionRef(name=s.model, version="1", uri=""), "production"
-    )
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ModelVersionRef(name=s.model, version="1", uri=""), "production")
     s.names = {"old": old, "new": new, "live": new, "retired": old, "retired_as": "previous"}
     return [s.alias, new, old]
 
@@ -155,9 +154,8 @@ def setup_rollback(settings: Settings, gateway: MilvusGateway, s: Scenario, tag:
     plant(gateway, back, s.model, "1", s.alias, S.PREVIOUS, previous_since=_ago(0.5))
     plant(gateway, bad, s.model, "2", s.alias, S.LIVE, replaces=back, live_since=_ago(0.5))
     gateway.point_alias(s.alias, bad)
-    registry.set_alias(
-        settings, registry.ModelVersionRef(name=s.model, version="2", uri=""), "production"
-    )
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ModelVersionRef(name=s.model, version="2", uri=""), "production")
     s.names = {"live": back, "retired": bad, "retired_as": "rolled_back"}
     return [s.alias]
 
@@ -168,9 +166,8 @@ def setup_reconcile(settings: Settings, gateway: MilvusGateway, s: Scenario, tag
     plant(gateway, old, s.model, "1", s.alias, S.LIVE, live_since=_ago(1))
     plant(gateway, new, s.model, "2", s.alias, S.APPROVED, replaces=old, switch_kind="promote")
     gateway.point_alias(s.alias, new)
-    registry.set_alias(
-        settings, registry.ModelVersionRef(name=s.model, version="1", uri=""), "production"
-    )
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ModelVersionRef(name=s.model, version="1", uri=""), "production")
     s.names = {"live": new, "retired": old, "retired_as": "previous"}
     return [s.alias]
 
@@ -194,9 +191,8 @@ def setup_gc(settings: Settings, gateway: MilvusGateway, s: Scenario, tag: str) 
             created_at=_ago(9),
         )
     gateway.point_alias(s.alias, live)
-    registry.set_alias(
-        settings, registry.ModelVersionRef(name=s.model, version="4", uri=""), "production"
-    )
+    with MlflowRegistry(settings) as registry:
+        registry.set_alias(ModelVersionRef(name=s.model, version="4", uri=""), "production")
     s.names = {"live": live, "kept": keep}
     return [f"cm_{tag}_"]
 
@@ -233,12 +229,12 @@ def matrix(stack_settings: Settings, demo_versions: dict[str, str]) -> dict[str,
     """Every scenario set up, crashed at its point, then recovered (side by side)."""
     done: dict[str, Scenario] = {}
     recoveries: list[tuple[Scenario, list[str]]] = []
-    with MilvusGateway(stack_settings) as gateway:
+    with MilvusGateway(stack_settings) as milvus:
         for i, s in enumerate(MATRIX):
             tag = f"{s.step[0]}{i}"
             s.alias, s.model = f"crash_{tag}", f"crash-model-{tag}"
             register(stack_settings, s.model, demo_versions["tfidf"], 4 if s.step == "gc" else 2)
-            args = SETUPS[s.step](stack_settings, gateway, s, tag)
+            args = SETUPS[s.step](stack_settings, milvus, s, tag)
             s.crashed = crash(stack_settings, s, args)
             recoveries.append((s, args))
             done[f"{s.step}@{s.point}"] = s
@@ -254,17 +250,18 @@ def matrix(stack_settings: Settings, demo_versions: dict[str, str]) -> dict[str,
 
 def check_roles(settings: Settings, s: Scenario) -> None:
     """The alias truth and every record derived from it agree after recovery."""
-    with MilvusGateway(settings) as gateway:
-        assert gateway.alias_target(s.alias) == s.names["live"]
-        states = roles(gateway, s.alias)
+    with MilvusGateway(settings) as milvus:
+        assert milvus.alias_target(s.alias) == s.names["live"]
+        states = roles(milvus, s.alias)
         assert list(states.values()).count("live") == 1, states
         assert states[s.names["live"]] == "live", states
         assert states[s.names["retired"]] == s.names["retired_as"], states
         assert set(states) == {s.names["live"], s.names["retired"]}, "orphan or lost collection"
-        assert gateway.row_count(s.names["live"]) == ROWS
-        version = gateway.read_pair(s.names["live"]).model_version
-    assert registry.alias_version(settings, s.model, "production") == version
-    tags = registry.version_tags(settings, s.model, version)
+        assert milvus.row_count(s.names["live"]) == ROWS
+        version = milvus.read_pair(s.names["live"]).model_version
+    with MlflowRegistry(settings) as registry:
+        assert registry.alias_version(s.model, "production") == version
+        tags = registry.version_tags(s.model, version)
     assert tags.get("indexpair.status") == "live", tags
     with prefect_api.prefect_api(settings):
         assert reconcile(settings, s.alias) == []  # nothing left to repair
@@ -278,11 +275,11 @@ def test_crash_then_recover_converges(
     assert s.crashed == -9
     assert not s.error, s.error
     if s.step == "gc":
-        with MilvusGateway(stack_settings) as gateway:
-            mine = {n for n in gateway.collections() if n.startswith(f"cm_{s.alias[6:]}_")}
+        with MilvusGateway(stack_settings) as milvus:
+            mine = {n for n in milvus.collections() if n.startswith(f"cm_{s.alias[6:]}_")}
             assert mine == {s.names["live"], s.names["kept"]}
-            assert gateway.alias_target(s.alias) == s.names["live"]
-            assert gateway.row_count(s.names["live"]) == ROWS
+            assert milvus.alias_target(s.alias) == s.names["live"]
+            assert milvus.row_count(s.names["live"]) == ROWS
         return
     check_roles(stack_settings, s)
     if s.step == "rollback":  # rolling back again never restores the pair rolled back from
@@ -308,18 +305,19 @@ def test_mlflow_down_after_the_switch_is_repaired_by_reconcile(
 
     s = Scenario("none", "promote", alias="crash_mlflow_down", model="crash-model-mlflow-down")
     register(stack_settings, s.model, demo_versions["tfidf"], 2)
-    with MilvusGateway(stack_settings) as gateway:
-        alias, new, old = setup_promote(stack_settings, gateway, s, "md")
+    with MilvusGateway(stack_settings) as milvus:
+        alias, new, old = setup_promote(stack_settings, milvus, s, "md")
     down = stack_settings.model_copy(
         update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"}
     )
     with prefect_api.prefect_api(stack_settings):
         warning = promote_step(down, alias, new, old)
     assert warning, "MLflow was down: the switch must report it"
-    with MilvusGateway(stack_settings) as gateway:  # the promotion happened all the same
-        assert gateway.alias_target(alias) == new
-        assert gateway.read_pair(new).state == PairState.LIVE
-    assert registry.alias_version(stack_settings, s.model, "production") == "1"
+    with MilvusGateway(stack_settings) as milvus:  # the promotion happened all the same
+        assert milvus.alias_target(alias) == new
+        assert milvus.read_pair(new).state == PairState.LIVE
+    with MlflowRegistry(stack_settings) as registry:
+        assert registry.alias_version(s.model, "production") == "1"
     with prefect_api.prefect_api(stack_settings):
         planned = reconcile(stack_settings, alias)
         assert {f.where for f in planned} == {"mlflow"}, planned

@@ -91,23 +91,20 @@ def test_milvus_restart_mid_insert_ends_with_exact_rows(
     wait_for(partly_inserted(milvus, name, total), 600, f"first rows in {name}")
     milvus.close()
     restart_service(stack_settings, ["milvus"], down_s=2)
-    gateway = MilvusGateway(stack_settings)
-    try:
+    with MilvusGateway(stack_settings) as milvus:
         snap = wait_run(stack_settings, run["id"], 600)
         if snap["state_type"] != "PAUSED":
             # The build may fail instead of riding the restart out: then cleanly (rejected
             # and dropped, the cause named), and a new run completes.
             assert snap["state_type"] == "FAILED", snap
             assert "Error" in snap["message"] or "Exception" in snap["message"], snap
-            assert not gateway.exists(name)
+            assert not milvus.exists(name)
             run = start_mid(stack_settings, mid_source, demo_versions["tfidf"], base_alias)
             name = build_name(run, demo_versions["tfidf"])
             snap = wait_run(stack_settings, run["id"], 600)
             assert snap["state_type"] == "PAUSED", snap
-        assert_exact_rows(gateway, name, mid_source)
+        assert_exact_rows(milvus, name, mid_source)
         done = decide(stack_settings, snap, approve=False)
         assert done["state_name"] == "Denied", done
-        assert not gateway.exists(name)
-    finally:
-        gateway.close()
+        assert not milvus.exists(name)
     assert_unchanged(before, production_snapshot(stack_settings, base_alias))

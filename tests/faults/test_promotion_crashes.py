@@ -11,9 +11,9 @@ import pytest
 
 from deployments.promotions import answer
 from indexpair import faults
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.pair import PairState
 from indexpair.roles import group_of
 from indexpair.settings import Settings
@@ -65,7 +65,8 @@ def test_every_build_boundary_crashed_then_resumed_promotes_the_one_build(
     states = {n: p.state for n, p in milvus.list_pairs() if group_of(p) == alias}
     assert states == {candidate: PairState.LIVE}, states
     assert milvus.row_count(candidate) == milvus.read_pair(candidate).source_rows
-    assert registry.alias_version(stack_settings, MODEL_NAME, "production") == version
+    with MlflowRegistry(stack_settings) as registry:
+        assert registry.alias_version(MODEL_NAME, "production") == version
 
 
 def test_staging_moved_and_worker_redeployed_while_waiting_promotes_what_was_approved(
@@ -101,7 +102,8 @@ def test_staging_moved_and_worker_redeployed_while_waiting_promotes_what_was_app
         assert not milvus.exists(build_name(snap, second)), "a build nobody reviewed"
         ours = [n for n, p in milvus.list_pairs() if p.flow_run_id == snap["id"]]
         assert ours == [reviewed]
-        assert registry.alias_version(stack_settings, MODEL_NAME, "production") == first
+        with MlflowRegistry(stack_settings) as registry:
+            assert registry.alias_version(MODEL_NAME, "production") == first
     finally:
         client.delete_registered_model_alias(MODEL_NAME, "staging")
         monkeypatch.undo()

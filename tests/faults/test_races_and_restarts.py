@@ -10,9 +10,9 @@ import pytest
 from deployments.promotions import answer
 from flows.switch_approved import switch_approved
 from indexpair.errors import ValidationFailed
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.pair import PairState
 from indexpair.settings import Settings
 from tests.conftest import MODEL_NAME
@@ -54,7 +54,8 @@ def test_two_promotions_at_once_one_wins_by_compare_and_swap(
     assert milvus.read_pair(names[winner]).state == PairState.LIVE
     # A person approved the loser: it is kept, approved, for `indexpair switch-approved`.
     assert milvus.read_pair(names[loser]).state == PairState.APPROVED
-    assert registry.alias_version(stack_settings, MODEL_NAME, "production") == versions[winner]
+    with MlflowRegistry(stack_settings) as registry:
+        assert registry.alias_version(MODEL_NAME, "production") == versions[winner]
 
     # Switching it later validates it again, against the winner now live.
     with prefect_api.prefect_api(stack_settings):
@@ -69,7 +70,8 @@ def test_two_promotions_at_once_one_wins_by_compare_and_swap(
             assert milvus.alias_target(base_alias) == names[loser]
             assert milvus.read_pair(names[loser]).state == PairState.LIVE
             assert milvus.read_pair(names[winner]).state == PairState.PREVIOUS
-            production = registry.alias_version(stack_settings, MODEL_NAME, "production")
+            with MlflowRegistry(stack_settings) as registry:
+                production = registry.alias_version(MODEL_NAME, "production")
             assert production == versions[loser]
 
 
@@ -93,6 +95,7 @@ def test_prefect_restart_while_suspended_then_approve(
     done = decide(stack_settings, snap, approve=True, approver="after-restart")
     assert done["state_type"] == "COMPLETED", done
     assert milvus.alias_target(alias) == candidate
-    tags = registry.version_tags(stack_settings, MODEL_NAME, demo_versions["tfidf"])
+    with MlflowRegistry(stack_settings) as registry:
+        tags = registry.version_tags(MODEL_NAME, demo_versions["tfidf"])
     assert tags["indexpair.approved_by"] == "after-restart"
     assert tags["indexpair.collection"] == candidate

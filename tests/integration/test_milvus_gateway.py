@@ -37,9 +37,8 @@ def _vectors(n: int) -> np.ndarray:
 
 @pytest.fixture()
 def gw(milvus_backend: Settings) -> Iterator[MilvusGateway]:
-    gateway = MilvusGateway(milvus_backend)
-    yield gateway
-    gateway.close()
+    with MilvusGateway(milvus_backend) as milvus:
+        yield milvus
 
 
 def _built(gw: MilvusGateway, name: str, build: str) -> None:

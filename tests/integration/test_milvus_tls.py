@@ -13,9 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_secure_channel_is_used_when_asked(stack_settings: Settings) -> None:
-    plain = MilvusGateway(stack_settings.model_copy(update={"milvus_timeout_s": 5.0}))
-    plain.client.list_collections()
-    plain.close()
+    with MilvusGateway(stack_settings.model_copy(update={"milvus_timeout_s": 5.0})) as plain:
+        plain.client.list_collections()
     secure = stack_settings.model_copy(
         update={"milvus_secure": True, "milvus_server_name": "localhost", "milvus_timeout_s": 5.0}
     )

@@ -12,10 +12,9 @@ import pytest
 
 from demo.catalog import product_texts
 from indexpair.errors import PairNotFound, RegistryError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
 from indexpair.pair import PairMetadata
 from indexpair.serving.consistency import ConsistencyChecker
 from indexpair.serving.model_cache import ModelCache
@@ -33,8 +32,9 @@ def _build(settings: Settings, gw: MilvusGateway, name: str, version: str, rows:
     """A real pair of ``rows`` products embedded by a registered model version."""
     catalog = pd.read_parquet(DATA_DIR / "products_small.parquet").head(rows)
     ref = ModelVersionRef(name=MODEL_NAME, version=version, uri=f"models:/{MODEL_NAME}/{version}")
-    model = registry.load_model(registry.download_model(settings, ref))
-    vectors = registry.encode(model, product_texts(catalog), "build")
+    with MlflowRegistry(settings) as registry:
+        model = load_model(registry.download_model(ref))
+    vectors = encode(model, product_texts(catalog), "build")
     meta = PairMetadata(
         model_name=MODEL_NAME,
         model_version=version,
@@ -53,25 +53,21 @@ def _build(settings: Settings, gw: MilvusGateway, name: str, version: str, rows:
 @pytest.fixture(scope="module")
 def two_pairs(stack_settings: Settings, demo_versions: dict[str, str]) -> Iterator[list[str]]:
     """A TF-IDF pair and a MiniLM pair, the alias on the first."""
-    gw = MilvusGateway(stack_settings)
     names = [f"it_q_v{demo_versions['tfidf']}_aaaa", f"it_q_v{demo_versions['minilm']}_bbbb"]
-    _build(stack_settings, gw, names[0], demo_versions["tfidf"], 300)
-    _build(stack_settings, gw, names[1], demo_versions["minilm"], 200)
-    with prefect_api.prefect_api(stack_settings):
-        switch_alias(stack_settings, ALIAS, names[0], None)
-    yield names
-    gw.client.drop_alias(ALIAS)
-    for name in names:
-        gw.drop(name)
-    gw.close()
+    with MilvusGateway(stack_settings) as milvus:
+        _build(stack_settings, milvus, names[0], demo_versions["tfidf"], 300)
+        _build(stack_settings, milvus, names[1], demo_versions["minilm"], 200)
+        with prefect_api.prefect_api(stack_settings):
+            switch_alias(stack_settings, ALIAS, names[0], None)
+        yield names
+        milvus.client.drop_alias(ALIAS)
+        for name in names:
+            milvus.drop(name)
 
 
 def _move(settings: Settings, target: str) -> None:
-    gw = MilvusGateway(settings)
-    try:
-        current = gw.alias_target(ALIAS)
-    finally:
-        gw.close()
+    with MilvusGateway(settings) as milvus:
+        current = milvus.alias_target(ALIAS)
     with prefect_api.prefect_api(settings):
         switch_alias(settings, ALIAS, target, current)
 
@@ -83,18 +79,17 @@ def test_missing_alias_and_foreign_collection_are_named(milvus_backend: Settings
             searcher.search("boots")
     finally:
         searcher.close()
-    gw = MilvusGateway(milvus_backend)
-    gw.client.create_collection("it_q_foreign", dimension=4)
-    gw.client.create_alias("it_q_foreign", "it_foreign_alias")
-    searcher = PairSearcher(milvus_backend, "it_foreign_alias")
-    try:
-        with pytest.raises(PairNotFound, match="'it_q_foreign' carries no indexpair pair"):
-            searcher.search("boots")
-    finally:
-        searcher.close()
-        gw.client.drop_alias("it_foreign_alias")
-        gw.client.drop_collection("it_q_foreign")
-        gw.close()
+    with MilvusGateway(milvus_backend) as milvus:
+        milvus.client.create_collection("it_q_foreign", dimension=4)
+        milvus.client.create_alias("it_q_foreign", "it_foreign_alias")
+        searcher = PairSearcher(milvus_backend, "it_foreign_alias")
+        try:
+            with pytest.raises(PairNotFound, match="'it_q_foreign' carries no indexpair pair"):
+                searcher.search("boots")
+        finally:
+            searcher.close()
+            milvus.client.drop_alias("it_foreign_alias")
+            milvus.client.drop_collection("it_q_foreign")
 
 
 def test_a_pair_answers_through_its_alias_on_each_backend(
@@ -102,27 +97,26 @@ def test_a_pair_answers_through_its_alias_on_each_backend(
 ) -> None:
     settings, alias = milvus_backend, "it_query_each"
     name = f"it_q_v{demo_versions['tfidf']}_cccc"
-    gw = MilvusGateway(settings)
-    _build(settings, gw, name, demo_versions["tfidf"], 100)
-    searcher = PairSearcher(settings, alias)
-    checker = ConsistencyChecker(settings)
-    try:
-        with prefect_api.prefect_api(settings):
-            switch_alias(settings, alias, name, None)
-        r = searcher.search("waterproof hiking boots", k=5)
-        assert (r.collection, r.model_version) == (name, demo_versions["tfidf"])
-        hits = [(h.id, h.score) for h in r.hits]
-        assert len(hits) == 5
-        assert checker.check(
-            "waterproof hiking boots", r.collection, r.model_name, r.model_version, hits
-        ).ok
-    finally:
-        searcher.close()
-        checker.close()
-        if gw.alias_target(alias) is not None:
-            gw.client.drop_alias(alias)
-        gw.drop(name)
-        gw.close()
+    with MilvusGateway(settings) as milvus:
+        _build(settings, milvus, name, demo_versions["tfidf"], 100)
+        searcher = PairSearcher(settings, alias)
+        checker = ConsistencyChecker(settings)
+        try:
+            with prefect_api.prefect_api(settings):
+                switch_alias(settings, alias, name, None)
+            r = searcher.search("waterproof hiking boots", k=5)
+            assert (r.collection, r.model_version) == (name, demo_versions["tfidf"])
+            hits = [(h.id, h.score) for h in r.hits]
+            assert len(hits) == 5
+            assert checker.check(
+                "waterproof hiking boots", r.collection, r.model_name, r.model_version, hits
+            ).ok
+        finally:
+            searcher.close()
+            checker.close()
+            if milvus.alias_target(alias) is not None:
+                milvus.client.drop_alias(alias)
+            milvus.drop(name)
 
 
 def test_response_names_the_pair_and_passes_the_independent_check(
@@ -256,35 +250,36 @@ def test_a_model_that_cannot_be_loaded_is_reported_not_hidden(
 ) -> None:
     # A pair whose model version is gone from MLflow: the searcher keeps answering from
     # the old pair while it tries to load it, then says why the new pair cannot answer.
-    gw = MilvusGateway(stack_settings)
-    name = "it_q_v999_cccc"
-    old = gw.read_pair(two_pairs[0])
-    meta = old.model_copy(
-        update={
-            "model_version": "999",
-            "model_uri": f"models:/{MODEL_NAME}/999",
-            "build_id": "cccc",
-        }
-    )
-    rows = gw.client.query(two_pairs[0], filter='id != ""', limit=3, output_fields=["vector"])
-    meta = meta.model_copy(update={"source_rows": len(rows)})
-    gw.create_pair_collection(name, meta)
-    vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
-    gw.insert(name, [r["id"] for r in rows], ["h"] * len(rows), vectors)
-    gw.finalize(name)
-    searcher = PairSearcher(stack_settings, ALIAS)
-    try:
-        assert searcher.search("boots").collection == two_pairs[0]
-        _move(stack_settings, name)
-        assert searcher.search("boots").collection == two_pairs[0]  # loading in background
-        deadline = time.monotonic() + 60
-        while not searcher.models.failed(searcher._resolve_now().pair):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        with pytest.raises(RegistryError, match=f"model {MODEL_NAME} v999 .* could not be"):
-            searcher.search("boots")
-    finally:
-        _move(stack_settings, two_pairs[0])
-        searcher.close()
-        gw.drop(name)
-        gw.close()
+    with MilvusGateway(stack_settings) as milvus:
+        name = "it_q_v999_cccc"
+        old = milvus.read_pair(two_pairs[0])
+        meta = old.model_copy(
+            update={
+                "model_version": "999",
+                "model_uri": f"models:/{MODEL_NAME}/999",
+                "build_id": "cccc",
+            }
+        )
+        rows = milvus.client.query(
+            two_pairs[0], filter='id != ""', limit=3, output_fields=["vector"]
+        )
+        meta = meta.model_copy(update={"source_rows": len(rows)})
+        milvus.create_pair_collection(name, meta)
+        vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+        milvus.insert(name, [r["id"] for r in rows], ["h"] * len(rows), vectors)
+        milvus.finalize(name)
+        searcher = PairSearcher(stack_settings, ALIAS)
+        try:
+            assert searcher.search("boots").collection == two_pairs[0]
+            _move(stack_settings, name)
+            assert searcher.search("boots").collection == two_pairs[0]  # loading in background
+            deadline = time.monotonic() + 60
+            while not searcher.models.failed(searcher._resolve_now().pair):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            with pytest.raises(RegistryError, match=f"model {MODEL_NAME} v999 .* could not be"):
+                searcher.search("boots")
+        finally:
+            _move(stack_settings, two_pairs[0])
+            searcher.close()
+            milvus.drop(name)

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from indexpair.errors import ConfigError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways import ray_cluster
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
+from indexpair.gateways.ray_cluster import RayCluster
 from indexpair.settings import Settings
 from tasks.embedding import embed_into
 from tasks.registry import probe
@@ -99,57 +100,56 @@ def build_on_cluster(settings: Settings, version: str) -> dict[str, Any]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    ref = registry.resolve_version(settings, MODEL_NAME, version)
+    with MlflowRegistry(settings) as registry:
+        ref = registry.resolve_version(MODEL_NAME, version)
     model = probe(settings, ref, sample_texts(settings, SMALL))
     summary, ids = check_source(settings, SMALL)
     name = "it_ray_cluster_build_v1"
-    gateway = MilvusGateway(settings)
-    try:
-        create_test_pair(gateway, name, model, summary, SMALL.uri, build_id="test-cluster")
-        started = time.monotonic()
-        inserted = embed_into(settings, SMALL, model, name, lambda done: None)
-        build_s = time.monotonic() - started
-        finalized = gateway.finalize(name)
-        stored = gateway.fetch(name, sorted(ids))
-        nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
-        actors = list(ray._private.state.actors().values())  # the GCS actor table
-        embedders = [a for a in actors if a["ActorClassName"] == "BatchEmbedder"]
+    with RayCluster(settings), MilvusGateway(settings) as milvus:
+        try:
+            create_test_pair(milvus, name, model, summary, SMALL.uri, build_id="test-cluster")
+            started = time.monotonic()
+            inserted = embed_into(settings, SMALL, model, name, lambda done: None)
+            build_s = time.monotonic() - started
+            finalized = milvus.finalize(name)
+            stored = milvus.fetch(name, sorted(ids))
+            nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+            actors = list(ray._private.state.actors().values())  # the GCS actor table
+            embedders = [a for a in actors if a["ActorClassName"] == "BatchEmbedder"]
 
-        @ray.remote(num_cpus=0)
-        def origin() -> tuple[str, str | None]:
-            import os
+            @ray.remote(num_cpus=0)
+            def origin() -> tuple[str, str | None]:
+                import os
 
-            import indexpair
+                import indexpair
 
-            return indexpair.__file__, os.environ.get("HF_HUB_OFFLINE")
+                return indexpair.__file__, os.environ.get("HF_HUB_OFFLINE")
 
-        origins = [
-            ray.get(
-                origin.options(
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-                ).remote()
-            )
-            for node in nodes
-        ]
-        return {
-            "inserted": inserted,
-            "source_rows": summary.rows,
-            "finalized": finalized,
-            "stored_ids": sorted(stored),
-            "source_ids": sorted(ids),
-            "dims": sorted({len(r["vector"]) for r in stored.values()}),
-            "model_dim": model.dim,
-            "nodes": nodes,
-            "gcs_address": ray.get_runtime_context().gcs_address,
-            "actors": [a["ActorClassName"] for a in actors],
-            "actor_nodes": sorted({a["Address"]["NodeID"] for a in embedders}),
-            "origins": origins,
-            "build_s": build_s,
-        }
-    finally:
-        gateway.drop(name)
-        gateway.close()
-        ray_cluster.disconnect()
+            origins = [
+                ray.get(
+                    origin.options(
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                    ).remote()
+                )
+                for node in nodes
+            ]
+            return {
+                "inserted": inserted,
+                "source_rows": summary.rows,
+                "finalized": finalized,
+                "stored_ids": sorted(stored),
+                "source_ids": sorted(ids),
+                "dims": sorted({len(r["vector"]) for r in stored.values()}),
+                "model_dim": model.dim,
+                "nodes": nodes,
+                "gcs_address": ray.get_runtime_context().gcs_address,
+                "actors": [a["ActorClassName"] for a in actors],
+                "actor_nodes": sorted({a["Address"]["NodeID"] for a in embedders}),
+                "origins": origins,
+                "build_s": build_s,
+            }
+        finally:
+            milvus.drop(name)
 
 
 @pytest.mark.parametrize("scheme", ["", "ray://"])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from indexpair.errors import ModelOutputError, RegistryError
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 from tasks.embedding import embed, embed_into
 from tasks.registry import probe
@@ -30,7 +30,8 @@ def test_resolve_by_alias_stage_and_explicit(
 
     client = MlflowClient(stack_settings.mlflow_tracking_uri)
     client.set_registered_model_alias(MODEL_NAME, "staging", demo_versions["minilm"])
-    ref = registry.resolve_version(stack_settings, MODEL_NAME)
+    with MlflowRegistry(stack_settings) as registry:
+        ref = registry.resolve_version(MODEL_NAME)
     assert (ref.version, ref.resolved_by) == (demo_versions["minilm"], "alias 'staging'")
     assert ref.declared_dim == 384
     client.delete_registered_model_alias(MODEL_NAME, "staging")
@@ -38,13 +39,15 @@ def test_resolve_by_alias_stage_and_explicit(
         warnings.simplefilter("ignore")
         client.transition_model_version_stage(MODEL_NAME, demo_versions["tfidf"], "Staging")
     try:
-        ref = registry.resolve_version(stack_settings, MODEL_NAME)
+        with MlflowRegistry(stack_settings) as registry:
+            ref = registry.resolve_version(MODEL_NAME)
         assert (ref.version, ref.resolved_by) == (demo_versions["tfidf"], "stage 'Staging'")
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             client.transition_model_version_stage(MODEL_NAME, demo_versions["tfidf"], "None")
-    assert registry.resolve_version(stack_settings, MODEL_NAME, "1").version == "1"
+    with MlflowRegistry(stack_settings) as registry:
+        assert registry.resolve_version(MODEL_NAME, "1").version == "1"
 
 
 @pytest.mark.parametrize(
@@ -62,44 +65,44 @@ def test_resolve_errors(
     version: str | None,
     fragment: str,
 ) -> None:
-    with pytest.raises(RegistryError, match=fragment):
-        registry.resolve_version(stack_settings, name, version)
+    with MlflowRegistry(stack_settings) as registry, pytest.raises(RegistryError, match=fragment):
+        registry.resolve_version(name, version)
 
 
 def _build(settings: Settings, fault_version: str, name: str) -> int:
-    ref = registry.resolve_version(settings, FAULTY_MODEL, fault_version)
+    with MlflowRegistry(settings) as registry:
+        ref = registry.resolve_version(FAULTY_MODEL, fault_version)
     model = probe(settings, ref, sample_texts(settings, SMALL))
     summary, _ = check_source(settings, SMALL)
-    gateway = MilvusGateway(settings)
-    try:
-        create_test_pair(gateway, name, model, summary, SMALL.uri)
-        return embed_into(settings, SMALL, model, name, lambda done: None)
-    finally:
-        gateway.drop(name)
-        gateway.close()
+    with MilvusGateway(settings) as milvus:
+        try:
+            create_test_pair(milvus, name, model, summary, SMALL.uri)
+            return embed_into(settings, SMALL, model, name, lambda done: None)
+        finally:
+            milvus.drop(name)
 
 
 def test_ray_build_inserts_every_row_once(
     milvus_backend: Settings, demo_versions: dict[str, str]
 ) -> None:
-    ref = registry.resolve_version(milvus_backend, MODEL_NAME, demo_versions["tfidf"])
+    with MlflowRegistry(milvus_backend) as registry:
+        ref = registry.resolve_version(MODEL_NAME, demo_versions["tfidf"])
     model = probe(milvus_backend, ref, sample_texts(milvus_backend, SMALL))
     summary, ids = check_source(milvus_backend, SMALL)
     name = "it_ray_build_v1"
-    gateway = MilvusGateway(milvus_backend)
-    try:
-        create_test_pair(gateway, name, model, summary, SMALL.uri)
-        seen: list[int] = []
-        assert embed_into(milvus_backend, SMALL, model, name, seen.append) == summary.rows
-        assert gateway.finalize(name) == summary.rows
-        assert seen[-1] == summary.rows
-        some = sorted(ids)[:3]
-        stored = gateway.fetch(name, some)
-        assert set(stored) == set(some)
-        assert all(len(r["content_hash"]) == 64 for r in stored.values())
-    finally:
-        gateway.drop(name)
-        gateway.close()
+    with MilvusGateway(milvus_backend) as milvus:
+        try:
+            create_test_pair(milvus, name, model, summary, SMALL.uri)
+            seen: list[int] = []
+            assert embed_into(milvus_backend, SMALL, model, name, seen.append) == summary.rows
+            assert milvus.finalize(name) == summary.rows
+            assert seen[-1] == summary.rows
+            some = sorted(ids)[:3]
+            stored = milvus.fetch(name, some)
+            assert set(stored) == set(some)
+            assert all(len(r["content_hash"]) == 64 for r in stored.values())
+        finally:
+            milvus.drop(name)
 
 
 @pytest.mark.parametrize(
@@ -130,24 +133,24 @@ def test_a_few_rows_embed_the_same_here_and_on_ray(
     milvus_backend: Settings, demo_versions: dict[str, str]
 ) -> None:
     """A refresh's small delta skips Ray start-up; the vectors must not change with it."""
-    ref = registry.resolve_version(milvus_backend, MODEL_NAME, demo_versions["tfidf"])
+    with MlflowRegistry(milvus_backend) as registry:
+        ref = registry.resolve_version(MODEL_NAME, demo_versions["tfidf"])
     model = probe(milvus_backend, ref, sample_texts(milvus_backend, SMALL))
     summary, ids = check_source(milvus_backend, SMALL)
     wanted = sorted(ids)[::40]
-    gateway = MilvusGateway(milvus_backend)
     stored = {}
-    try:
-        for where, limit in (("here", len(wanted)), ("ray", 0)):
-            settings = milvus_backend.model_copy(update={"embed_here_max_rows": limit})
-            name = f"it_delta_{where}"
-            create_test_pair(gateway, name, model, summary, SMALL.uri)
-            assert embed(settings, SMALL, model, name, lambda done: None, wanted) == len(wanted)
-            assert gateway.finalize(name) == len(wanted)
-            stored[where] = gateway.fetch(name, wanted)
-    finally:
-        for where in ("here", "ray"):
-            gateway.drop(f"it_delta_{where}")
-        gateway.close()
+    with MilvusGateway(milvus_backend) as milvus:
+        try:
+            for where, limit in (("here", len(wanted)), ("ray", 0)):
+                settings = milvus_backend.model_copy(update={"embed_here_max_rows": limit})
+                name = f"it_delta_{where}"
+                create_test_pair(milvus, name, model, summary, SMALL.uri)
+                assert embed(settings, SMALL, model, name, lambda done: None, wanted) == len(wanted)
+                assert milvus.finalize(name) == len(wanted)
+                stored[where] = milvus.fetch(name, wanted)
+        finally:
+            for where in ("here", "ray"):
+                milvus.drop(f"it_delta_{where}")
     assert set(stored["here"]) == set(stored["ray"]) == set(wanted)
     for i in wanted:
         here, ray = stored["here"][i], stored["ray"][i]

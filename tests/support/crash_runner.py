@@ -31,8 +31,8 @@ GC_POLICY = retention.RetentionPolicy(keep_previous=1, max_age_days=0, abandoned
 def promote_step(settings: Settings, alias: str, candidate: str, expected: str) -> str:
     """The switch task's work: switch, then mirror in MLflow; the MLflow warning if any."""
     switch_alias(settings, alias, candidate, expected or None)
-    with MilvusGateway(settings) as gateway:
-        pair = gateway.read_pair(candidate)
+    with MilvusGateway(settings) as milvus:
+        pair = milvus.read_pair(candidate)
     ref = ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
     return sync_registry(settings, ref, {"status": "live", "collection": candidate})
 

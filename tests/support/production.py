@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexpair.gateways import mlflow as registry
 from indexpair.gateways.milvus import MilvusGateway
+from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.settings import Settings
 
 MODEL_NAME = "product-embedder"
@@ -26,14 +26,12 @@ class ProductionSnapshot:
 
 def production_snapshot(settings: Settings, alias: str) -> ProductionSnapshot:
     """Read production as an application and an operator would see it."""
-    gateway = MilvusGateway(settings)
-    try:
-        target = gateway.alias_target(alias)
-        rows = gateway.row_count(target) if target else None
-        managed = frozenset(name for name, _ in gateway.list_pairs())
-    finally:
-        gateway.close()
-    version = registry.alias_version(settings, MODEL_NAME, settings.production_model_alias)
+    with MilvusGateway(settings) as milvus:
+        target = milvus.alias_target(alias)
+        rows = milvus.row_count(target) if target else None
+        managed = frozenset(name for name, _ in milvus.list_pairs())
+    with MlflowRegistry(settings) as registry:
+        version = registry.alias_version(MODEL_NAME, settings.production_model_alias)
     return ProductionSnapshot(target, rows, version, managed)
 
 
