@@ -123,9 +123,7 @@ def _promotions(settings: Settings, console: Console, versions: dict[str, str]) 
     _stage(settings, console, versions["minilm"])
 
 
-def _rollback(
-    settings: Settings, console: Console, reason: str, to: str | None = None
-) -> str:
+def _rollback(settings: Settings, console: Console, reason: str, to: str | None = None) -> str:
     """Run the rollback flow in this process, as ``indexpair rollback [--to]`` does.
 
     Returns:
