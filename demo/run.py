@@ -131,11 +131,7 @@ def _rollback(settings: Settings, console: Console, reason: str, to: str | None 
     """
     with prefect_api.prefect_api(settings):
         result = rollback(alias=None, to=to, reason=reason)
-    console.print(
-        f"[bold green]rolled back[/] {result.alias}: {result.rolled_back_from} "
-        f"(v{result.from_model_version}) → {result.collection} ({result.model_name} "
-        f"v{result.model_version}); alias switch {result.switch_ms:.1f} ms"
-    )
+    console.print(f"[bold green]rolled back[/] {result.summary()}")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     return result.rolled_back_from

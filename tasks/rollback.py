@@ -50,6 +50,14 @@ class RollbackResult(BaseModel):
     loaded_now: bool
     warnings: list[str] = []
 
+    def summary(self) -> str:
+        """One line for people: from which pair to which, and how long the switch took."""
+        return (
+            f"{self.alias}: {self.rolled_back_from} (v{self.from_model_version}) → "
+            f"{self.collection} ({self.model_name} v{self.model_version}); "
+            f"alias switch {self.switch_ms:.1f} ms"
+        )
+
 
 def _latest_previous(gateway: MilvusGateway, alias: str, live: str) -> str:
     """The default target: the most recently retired rollback target of ``alias``.
