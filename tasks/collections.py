@@ -13,7 +13,7 @@ from indexpair.approval import report_digest
 from indexpair.errors import BuildError, ConfigError, PairNotFound, SourceDataError
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
-from indexpair.pair import PairMetadata, PairState, check_name, collection_name
+from indexpair.pair import FAILED_STATES, PairMetadata, PairState, check_name, collection_name
 from indexpair.settings import Settings
 from tasks.registry import ModelProbe
 from tasks.source import SourceSummary
@@ -166,6 +166,11 @@ def pin(
             if pair.alias != alias:
                 raise ConfigError(
                     f"flow run {run_id} built {name!r} for alias {pair.alias!r}, not {alias!r}"
+                )
+            if pair.state in FAILED_STATES:
+                raise BuildError(
+                    f"flow run {run_id}'s build {name!r} was {pair.state.value} "
+                    f"({pair.reason or 'no reason recorded'}); start a new promotion"
                 )
             ref = ModelVersionRef(
                 name=pair.model_name, version=pair.model_version, uri=pair.model_uri
