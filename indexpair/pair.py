@@ -47,7 +47,7 @@ TRANSITIONS: dict[PairState, frozenset[PairState]] = {
     PairState.AWAITING_APPROVAL: frozenset(
         {PairState.APPROVED, PairState.REJECTED, PairState.FAILED}
     ),
-    PairState.APPROVED: frozenset({PairState.LIVE, PairState.REJECTED}),
+    PairState.APPROVED: frozenset({PairState.LIVE}),  # never rejected: kept for a switch
     PairState.LIVE: frozenset({PairState.PREVIOUS, PairState.ROLLED_BACK}),
     PairState.PREVIOUS: frozenset({PairState.LIVE}),
     PairState.ROLLED_BACK: frozenset({PairState.LIVE}),

@@ -19,6 +19,7 @@ S = PairState
         (S.AWAITING_APPROVAL, S.LIVE, False),
         (S.APPROVED, S.LIVE, True),
         (S.APPROVED, S.APPROVED, True),  # a repeated step is a no-op
+        (S.APPROVED, S.REJECTED, False),  # an approved candidate is never dropped
         (S.LIVE, S.PREVIOUS, True),
         (S.LIVE, S.ROLLED_BACK, True),
         (S.LIVE, S.REJECTED, False),  # a live pair is never rejected
