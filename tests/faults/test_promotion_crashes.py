@@ -108,3 +108,42 @@ def test_staging_moved_and_worker_redeployed_while_waiting_promotes_what_was_app
         client.delete_registered_model_alias(MODEL_NAME, "staging")
         monkeypatch.undo()
         restart_service(stack_settings, ["worker"])
+
+
+def test_refresh_crashed_after_copying_and_after_approval_switches_exact_rows(
+    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str], tmp_path: Path
+) -> None:
+    from deployments.promotions import refresh_parameters
+    from tests.e2e.conftest import SMALL_POLICY, start
+    from tests.e2e.test_refresh import GOLDEN, _edited_source
+    from tests.faults.conftest import collection_ids, source_ids
+
+    alias = "crash_flow"  # the pair the test above promoted; promoted here if it did not
+    if milvus.alias_target(alias) is None:
+        snap = start(stack_settings, promotion_params(demo_versions["tfidf"], alias))
+        assert decide(stack_settings, snap, approve=True)["state_type"] == "COMPLETED"
+    old = milvus.alias_target(alias)
+    source, _ = _edited_source(tmp_path)
+    armed = Path(os.environ[faults.ENV])
+    faults.arm(armed, "refresh.copied")
+    since = worker_log_size(stack_settings)
+    params = refresh_parameters(str(source), GOLDEN, alias) | {"validation": SMALL_POLICY}
+    with prefect_api.prefect_api(stack_settings):
+        run = prefect_api.start_deployment(stack_settings, params, "refresh/weekly")
+    snap = _crash_and_resume(stack_settings, run["id"], since)
+    assert snap["state_type"] == "PAUSED", snap
+    (candidate,) = [n for n, p in milvus.list_pairs() if p.flow_run_id == run["id"]]
+
+    faults.arm(armed, "approval.verified")
+    since = worker_log_size(stack_settings)
+    crashed = answer(stack_settings, snap["id"], True, "crash-matrix", "refresh approved")
+    assert crashed["state_type"] == "CRASHED", crashed
+    reschedule(stack_settings, snap["id"], since)
+    done = wait_run(stack_settings, snap["id"], 600, paused=False)
+    assert done["state_type"] == "COMPLETED", done
+    assert milvus.alias_target(alias) == candidate
+    states = {n: p.state for n, p in milvus.list_pairs() if group_of(p) == alias}
+    assert states[candidate] == PairState.LIVE and states[old] == PairState.PREVIOUS, states
+    assert list(states.values()).count(PairState.LIVE) == 1
+    stored = collection_ids(milvus, candidate)  # no production row lost, none twice
+    assert sorted(stored) == sorted(source_ids(source))
