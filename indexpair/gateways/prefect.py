@@ -204,11 +204,15 @@ def pending_form(flow_run_id: str) -> dict[str, Any]:
         IndexPairError: the run is not waiting for input.
     """
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
     from prefect.input.actions import read_flow_run_input
 
     target = run_id(flow_run_id)
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(target).state
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(target).state
+    except ObjectNotFound as exc:
+        raise IndexPairError(f"flow run {flow_run_id} does not exist") from exc
     keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
     if not keyset:
         name = state.name if state else "unknown"
