@@ -51,7 +51,7 @@ def _run_deployment(settings: Settings, deployment: str, params: dict[str, Any])
 
 
 def _ago(days: float) -> str:
-    return (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="seconds")
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds")
 
 
 def _plant(

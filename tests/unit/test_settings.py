@@ -1,6 +1,8 @@
 """Settings from the environment; secrets stay secret."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,16 +46,22 @@ def test_ui_url() -> None:
     assert s.flow_run_url("x") == "http://127.0.0.1:4200/runs/flow-run/x"
 
 
-def test_mlflow_never_falls_back_to_a_store_in_the_working_directory(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """Every entry point names the tracking server for MLflow (and the processes it starts)."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    settings = load_settings()
+def test_mlflow_never_falls_back_to_a_store_in_the_working_directory(tmp_path: Path) -> None:
+    """Every entry point names the tracking server for MLflow and the processes it starts.
 
-    assert os.environ["MLFLOW_TRACKING_URI"] == settings.mlflow_tracking_uri
-    import mlflow
-
-    assert mlflow.get_tracking_uri() == settings.mlflow_tracking_uri
+    Run in a fresh process from an empty folder, with no MLFLOW_TRACKING_URI set.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    probe = (
+        "import os; from indexpair.settings import load_settings; s = load_settings(); "
+        "import mlflow; print(os.environ['MLFLOW_TRACKING_URI'], mlflow.get_tracking_uri(), "
+        "s.mlflow_tracking_uri)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    exported, seen_by_mlflow, configured = out.stdout.split()
+    assert exported == seen_by_mlflow == configured
     assert not (tmp_path / "mlflow.db").exists()
