@@ -80,7 +80,9 @@ def gc(
 
 
 def cleanup() -> None:
-    """Remove builds whose flow run ended without finishing them (e.g. approval timeout)."""
+    """Remove builds whose flow run ended without finishing them (e.g. approval timeout)
+    more than 6 h ago (the GC grace period); a build whose run Prefect does not know is
+    kept (see `indexpair gc` for every verdict)."""
     from indexpair.gateways import prefect as prefect_api
     from tasks.retention import reap_abandoned
 
