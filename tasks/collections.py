@@ -73,12 +73,6 @@ def set_state(settings: Settings, name: str, state: PairState, reason: str = "")
         milvus.set_state(name, state, reason)
 
 
-@task(name="mark-collection", cache_policy=NO_CACHE)
-def mark_collection(settings: Settings, name: str, state: PairState, reason: str = "") -> None:
-    """Task wrapper of :func:`set_state`."""
-    set_state(settings, name, state, reason)
-
-
 def live_collection(settings: Settings, alias: str) -> str | None:
     """The collection the production alias points at now."""
     with MilvusGateway(settings) as milvus:
@@ -96,12 +90,6 @@ def pair_model(settings: Settings, name: str) -> ModelVersionRef:
     with MilvusGateway(settings) as milvus:
         pair = milvus.read_pair(name)
     return ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
-
-
-@task(name="read-pair-model", cache_policy=NO_CACHE)
-def read_pair_model(settings: Settings, name: str) -> ModelVersionRef:
-    """Task wrapper of :func:`pair_model`."""
-    return pair_model(settings, name)
 
 
 class BuildPin(BaseModel):

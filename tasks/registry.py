@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from indexpair.errors import ModelOutputError
@@ -23,19 +22,6 @@ class ModelProbe(BaseModel):
     def label(self) -> str:
         """Human name used in messages: ``model product-embedder v2``."""
         return f"model {self.ref.name} v{self.ref.version}"
-
-
-@task(name="resolve-model-version", cache_policy=NO_CACHE)
-def resolve_model_version(
-    settings: Settings, model_name: str, model_version: str | None
-) -> ModelVersionRef:
-    """Resolve the version to build (explicit, staging alias, or legacy stage)."""
-    with MlflowRegistry(settings) as registry:
-        ref = registry.resolve_version(model_name, model_version)
-    get_run_logger().info(
-        "building %s v%s (resolved by %s)", ref.name, ref.version, ref.resolved_by
-    )
-    return ref
 
 
 def probe(settings: Settings, ref: ModelVersionRef, sample: list[str]) -> ModelProbe:

@@ -33,6 +33,17 @@ def _crash_and_resume(settings: Settings, run_id: str, since: int) -> dict[str, 
     return wait_run(settings, run_id, 600)
 
 
+def _approve_through_a_crash(settings: Settings, snap: dict[str, str], comment: str) -> None:
+    """Approve with ``approval.verified`` armed: the run dies there, resumes, completes."""
+    faults.arm(Path(os.environ[faults.ENV]), "approval.verified")
+    since = worker_log_size(settings)
+    crashed = answer(settings, snap["id"], True, "crash-matrix", comment)
+    assert crashed["state_type"] == "CRASHED", crashed
+    reschedule(settings, snap["id"], since)
+    done = wait_run(settings, snap["id"], 600, paused=False)
+    assert done["state_type"] == "COMPLETED", done
+
+
 def test_every_build_boundary_crashed_then_resumed_promotes_the_one_build(
     stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str]
 ) -> None:
@@ -54,13 +65,7 @@ def test_every_build_boundary_crashed_then_resumed_promotes_the_one_build(
     assert snap["state_type"] == "PAUSED", snap
     assert milvus.read_pair(candidate).state == PairState.AWAITING_APPROVAL
 
-    faults.arm(armed, "approval.verified")
-    since = worker_log_size(stack_settings)
-    crashed = answer(stack_settings, snap["id"], True, "crash-matrix", "approved, then a crash")
-    assert crashed["state_type"] == "CRASHED", crashed
-    reschedule(stack_settings, snap["id"], since)
-    done = wait_run(stack_settings, snap["id"], 600, paused=False)
-    assert done["state_type"] == "COMPLETED", done
+    _approve_through_a_crash(stack_settings, snap, "approved, then a crash")
     assert milvus.alias_target(alias) == candidate
     states = {n: p.state for n, p in milvus.list_pairs() if group_of(p) == alias}
     assert states == {candidate: PairState.LIVE}, states
@@ -134,13 +139,7 @@ def test_refresh_crashed_after_copying_and_after_approval_switches_exact_rows(
     assert snap["state_type"] == "PAUSED", snap
     (candidate,) = [n for n, p in milvus.list_pairs() if p.flow_run_id == run["id"]]
 
-    faults.arm(armed, "approval.verified")
-    since = worker_log_size(stack_settings)
-    crashed = answer(stack_settings, snap["id"], True, "crash-matrix", "refresh approved")
-    assert crashed["state_type"] == "CRASHED", crashed
-    reschedule(stack_settings, snap["id"], since)
-    done = wait_run(stack_settings, snap["id"], 600, paused=False)
-    assert done["state_type"] == "COMPLETED", done
+    _approve_through_a_crash(stack_settings, snap, "refresh approved")
     assert milvus.alias_target(alias) == candidate
     states = {n: p.state for n, p in milvus.list_pairs() if group_of(p) == alias}
     assert states[candidate] == PairState.LIVE and states[old] == PairState.PREVIOUS, states
