@@ -100,21 +100,21 @@ def naive_client(
     import logging
     import os
 
-    import numpy as np
     from pymilvus import MilvusClient
 
     os.environ.update(env)
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors are counted, not logged
-    from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, load_model
+    from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
+    from indexpair.models import load_model
     from indexpair.settings import load_settings
 
     settings = load_settings()
     name = "product-embedder"
     ref = ModelVersionRef(name=name, version=model_version, uri=f"models:/{name}/{model_version}")
     with MlflowRegistry(settings) as registry:
-        model = load_model(registry.download_model(ref))
+        model = load_model(registry.download_model(ref), ref.display)
     client = MilvusClient(uri=settings.milvus_uri, timeout=PROJECT_TIMEOUT_S, dedicated=True)
-    model.predict(["warm up"])
+    model.encode(["warm up"], "load", allow_zero=True)
     stop_at = sync.started()
     believed = str(client.describe_alias(alias)["collection_name"])
     rng = random.Random(seed)
@@ -125,7 +125,7 @@ def naive_client(
             started = time.perf_counter()
             rec: dict[str, Any] = {"client": "naive", "t": t, "q": q}
             try:
-                vec = np.asarray(model.predict([q]), dtype=np.float32)
+                vec = model.encode([q], "load", allow_zero=True)
                 res = client.search(alias, data=vec.tolist(), limit=k, anns_field="vector")
                 rec.update(
                     ok=True,

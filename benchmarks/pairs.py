@@ -69,7 +69,7 @@ def register_versions(settings: Settings, source: Path) -> dict[str, str]:
 
     from demo.catalog import product_texts
     from demo.models import register_demo_models
-    from indexpair.embedders import log_tfidf_model
+    from indexpair.models.helpers import log_tfidf_model
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     catalog = pd.read_parquet(DATA_DIR / "products.parquet")

@@ -63,7 +63,7 @@ def _register(settings: Any, model: str, corpus: Path) -> str:
 
     from demo.catalog import product_texts
     from demo.models import minilm_dir
-    from indexpair.embedders import log_sentence_transformer_model, log_tfidf_model
+    from indexpair.models.helpers import log_sentence_transformer_model, log_tfidf_model
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     if model == "minilm":

@@ -81,8 +81,8 @@ def _register(settings: Any, model: str, corpus: Path) -> Any:
 
     from demo.catalog import product_texts
     from demo.models import minilm_dir
-    from indexpair.embedders import log_sentence_transformer_model, log_tfidf_model
     from indexpair.gateways.mlflow import MlflowRegistry
+    from indexpair.models.helpers import log_sentence_transformer_model, log_tfidf_model
     from tasks.registry import probe
     from tasks.source import SourceSpec, sample_texts
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from benchmarks.refresh import pair_meta
 from indexpair.build.layout import forward_batch
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import load_model
+from indexpair.models import load_model
 from indexpair.settings import Settings, load_settings
 from tasks.collections import create
 from tasks.registry import ModelProbe
@@ -32,7 +32,7 @@ CHECKED_ROWS = 200
 
 def raw_encoder(settings: Settings, probe: ModelProbe) -> Callable[[list[str]], np.ndarray]:
     """The model's own encode function, under the pyfunc wrapper, set up as the build's."""
-    inner = load_model(probe.local_path).unwrap_python_model()
+    inner = load_model(probe.local_path).model.unwrap_python_model()
     if hasattr(inner, "model"):  # sentence-transformers
         st = inner.model
         on_gpu = st.device.type == "cuda"

@@ -11,6 +11,7 @@ import typer
 
 from cli import lifecycle, promotion, serving
 from cli.common import PROJECT_DIR, Commands, console, startup_settings
+from cli.models import models_app
 from cli.stack import stack_app
 from cli.triggers import trigger_app, webhook_app
 
@@ -43,6 +44,7 @@ app.command()(lifecycle.gc)
 app.command()(promotion.refresh)
 app.command()(lifecycle.reconcile)
 app.command("switch-approved")(promotion.switch_approved)
+app.add_typer(models_app, name="models")
 app.add_typer(stack_app, name="stack")
 app.add_typer(trigger_app, name="trigger")
 app.add_typer(webhook_app, name="webhook")

@@ -75,8 +75,8 @@ def evaluate(
 
 
 def tfidf_embedder(fit_texts: list[str]) -> Embed:
-    """Embed with the TF-IDF pipeline of ``indexpair.embedders`` fitted on ``fit_texts``."""
-    from indexpair.embedders import fit_tfidf_pipeline
+    """Embed with the TF-IDF pipeline of ``indexpair.models.helpers`` fitted on ``fit_texts``."""
+    from indexpair.models.helpers import fit_tfidf_pipeline
 
     pipeline = fit_tfidf_pipeline(fit_texts)
     return lambda texts: np.asarray(pipeline.transform(texts), dtype=np.float32)

@@ -101,7 +101,7 @@ def register_demo_models(model_name: str, catalog: pd.DataFrame, work_dir: Path)
     Returns:
         ``{"tfidf": version, "minilm": version, "broken": version}``.
     """
-    from indexpair.embedders import log_sentence_transformer_model, log_tfidf_model
+    from indexpair.models.helpers import log_sentence_transformer_model, log_tfidf_model
 
     versions = _existing_roles(model_name)
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,7 @@ def refresh(
         meta = pair_metadata(build, model, summary, alias, run_id, golden_queries, validation)
         create_collection(settings, build.name, meta)
         if build.needs_rows:
-            copy_unchanged_vectors(settings, changes, build.name)
+            copy_unchanged_vectors(settings, changes, build.name, model.contract)
             faults.crash_point("refresh.copied")
             if changes.to_embed:
                 embed_and_insert(

@@ -18,7 +18,7 @@ from indexpair.pair import check_name
 from indexpair.settings import load_settings
 from tasks.collections import read_approved, read_live_pair, rebase_candidate
 from tasks.promotion import promote_pair
-from tasks.registry import fetch_model
+from tasks.registry import fetch_model, label_of
 from tasks.reporting import publish_report
 from tasks.validation import ValidationPolicy, load_golden_queries, validate_candidate
 
@@ -41,9 +41,9 @@ def switch_approved(collection: str, alias: str | None = None) -> PromotionResul
     live = read_live_pair(settings, alias)
     policy = ValidationPolicy.model_validate_json(pair.validation or "{}")
     golden = load_golden_queries(pair.golden_queries)
-    model = fetch_model(settings, ref, pair.dim)
+    model_path = fetch_model(settings, ref)
     report = validate_candidate(
-        settings, collection, model.local_path, model.label, golden, policy, live
+        settings, collection, model_path, label_of(ref), golden, policy, live
     )
     publish_report(settings, report, ref, pair.source_rows, policy)
     if not report.passed:

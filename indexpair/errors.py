@@ -78,3 +78,7 @@ class ApprovalMismatch(IndexPairError):
 
 class ApprovedNotSwitched(IndexPairError):
     """A candidate was approved but the switch did not happen; it stays ``approved``."""
+
+
+class ModelContractError(ModelOutputError):
+    """A model version outside the model contract (what it takes, returns or declares)."""

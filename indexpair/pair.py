@@ -112,6 +112,11 @@ class PairMetadata(BaseModel):
     model_uri: str
     dim: int = Field(gt=0)
     metric: str = "COSINE"
+    # The model contract the pair was built under: every query of this pair is encoded
+    # with ``query_prompt`` (documents were, with ``document_prompt``).
+    model_flavor: str = ""
+    query_prompt: str = ""
+    document_prompt: str = ""
     build_id: str
     source_uri: str
     source_fingerprint: str

@@ -159,6 +159,7 @@ def _embedder_kwargs(
         "text_fields": spec.text_fields,
         "threads": threads,
         "dim": model.dim,
+        "prompt": model.contract.document_prompt,
         "fp16": settings.embed_fp16,
         "model_batch_size": batch,
     }

@@ -20,6 +20,8 @@ from pydantic import BaseModel
 from indexpair.errors import BuildError
 from indexpair.gateways.milvus import HASH_FIELD, ID_FIELD, VECTOR_FIELD, MilvusGateway
 from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
+from indexpair.models import ModelContract
+from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
 from tasks.source import SourceSpec, content_hash, document_texts, iter_batches
 
@@ -112,6 +114,23 @@ def compare(
     return diff(source_hashes(settings, spec, fingerprint), live, live_collection)
 
 
+def check_reusable(live: PairMetadata, contract: ModelContract, live_collection: str) -> None:
+    """The live pair's vectors can be copied only if they were encoded the same way.
+
+    Raises:
+        BuildError: the model now declares another document prompt or metric than the
+            live pair was built with; a full promotion must re-embed everything.
+    """
+    was = (live.document_prompt, live.metric)
+    now = (contract.document_prompt, contract.metric)
+    if was != now:
+        raise BuildError(
+            f"live pair {live_collection!r} was built with document prompt {was[0]!r} and "
+            f"metric {was[1]}; model {live.model_name} v{live.model_version} now gives "
+            f"{now[0]!r} and {now[1]}: its vectors cannot be reused, promote it instead"
+        )
+
+
 def copy_unchanged(settings: Settings, changes: ChangeSet, target: str) -> int:
     """Copy the vectors of unchanged rows from the live collection into ``target``.
 
@@ -169,8 +188,13 @@ def compare_with_live(
 
 
 @task(name="copy-unchanged-vectors", cache_policy=NO_CACHE)
-def copy_unchanged_vectors(settings: Settings, changes: ChangeSet, target: str) -> int:
-    """Task wrapper of :func:`copy_unchanged`."""
+def copy_unchanged_vectors(
+    settings: Settings, changes: ChangeSet, target: str, contract: ModelContract
+) -> int:
+    """:func:`copy_unchanged`, once :func:`check_reusable` agrees (the model's contract)."""
+    with MilvusGateway(settings) as milvus:
+        live = milvus.read_pair(changes.live_collection)
+    check_reusable(live, contract, changes.live_collection)
     copied = copy_unchanged(settings, changes, target)
     get_run_logger().info("reused %d vectors from %s", copied, changes.live_collection)
     return copied

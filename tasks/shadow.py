@@ -22,7 +22,9 @@ from pymilvus import MilvusException
 
 from indexpair.errors import IndexPairError
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
+from indexpair.models import EmbeddingModel, encode_queries, load_model
+from indexpair.pair import PairMetadata
 from indexpair.serving.query_log import recent_queries
 from indexpair.settings import Settings
 from tasks.validation import GoldenSet
@@ -56,29 +58,33 @@ def overlap_at_k(a: list[str], b: list[str], k: int) -> float:
     return len(set(a[:k]) & set(b[:k])) / k
 
 
-def _answer(gateway: MilvusGateway, collection: str, model: Any, text: str, k: int) -> Any:
+Side = tuple[str, PairMetadata, EmbeddingModel]  # a collection, its pair, its model
+
+
+def _answer(gateway: MilvusGateway, side: Side, text: str, k: int) -> Any:
     """Top-k ids of one query and the milliseconds it took (encode + search)."""
+    collection, pair, model = side
     started = time.perf_counter()
-    vec = encode(model, [text], "shadow", allow_zero=True)
+    vec = encode_queries(model, pair, [text])
     ids = [] if not vec.any() else [i for i, _ in gateway.search(collection, vec, k)[0]]
     return ids, (time.perf_counter() - started) * 1000, bool(vec.any())
 
 
 def compare_set(
     gateway: MilvusGateway,
-    pairs: tuple[tuple[str, Any], tuple[str, Any]],
+    pairs: tuple[Side, Side],
     texts: list[str],
     k: int,
     origin: str,
 ) -> QuerySetShadow:
     """Overlap@k and latencies of live and candidate over ``texts``."""
-    (live, live_model), (cand, cand_model) = pairs
+    live, cand = pairs
     overlaps: list[tuple[str, float]] = []
     live_ms, cand_ms = [], []
     skipped = 0
     for text in texts:
-        a, ms_a, ok_a = _answer(gateway, live, live_model, text, k)
-        b, ms_b, ok_b = _answer(gateway, cand, cand_model, text, k)
+        a, ms_a, ok_a = _answer(gateway, live, text, k)
+        b, ms_b, ok_b = _answer(gateway, cand, text, k)
         if not (ok_a and ok_b):
             skipped += 1
             continue
@@ -123,9 +129,12 @@ def shadow(
                 name=pair.model_name, version=pair.model_version, uri=pair.model_uri
             )
             with MlflowRegistry(settings) as registry:
-                live_model = load_model(registry.download_model(ref))
+                live_model = load_model(registry.download_model(ref), ref.display)
             cand_model = load_model(candidate_model_path)
-            pairs = ((live_collection, live_model), (candidate, cand_model))
+            pairs = (
+                (live_collection, pair, live_model),
+                (candidate, milvus.read_pair(candidate), cand_model),
+            )
             report.sets.append(
                 compare_set(milvus, pairs, [q.query for q in golden.queries], k, "golden")
             )

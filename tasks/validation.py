@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from indexpair.errors import GoldenQueryError
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
+from indexpair.models import EmbeddingModel, encode_queries, load_model
 from indexpair.settings import Settings
 
 
@@ -188,11 +189,11 @@ def check_golden_ids(golden: GoldenSet, source_ids: set[str], source_uri: str) -
 
 
 def run_golden(
-    gateway: MilvusGateway, collection: str, model: Any, golden: GoldenSet, k: int, what: str
+    gateway: MilvusGateway, collection: str, model: EmbeddingModel, golden: GoldenSet, k: int
 ) -> Metrics:
-    """Encode the golden queries with ``model`` and search ``collection``."""
+    """Encode the golden queries as ``collection``'s pair records, and search it."""
     texts = [q.query for q in golden.queries]
-    vectors = encode(model, texts, what, allow_zero=True)
+    vectors = encode_queries(model, gateway.read_pair(collection), texts)
     # A query the model cannot encode (all zeros) finds nothing: it scores 0, not an error.
     known = np.linalg.norm(vectors, axis=1) > 0
     started = time.perf_counter()
@@ -213,7 +214,8 @@ def validate(
 ) -> ValidationReport:
     """Golden-query validation of a candidate, compared with the live pair if there is one."""
     with MilvusGateway(settings) as milvus:
-        candidate = run_golden(milvus, collection, load_model(model_path), golden, policy.k, label)
+        model = load_model(model_path, label.removeprefix("model "))
+        candidate = run_golden(milvus, collection, model, golden, policy.k)
         live = live_label = None
         if live_collection:
             milvus.ensure_loaded(live_collection)
@@ -223,8 +225,8 @@ def validate(
             )
             live_label = f"model {pair.model_name} v{pair.model_version}"
             with MlflowRegistry(settings) as registry:
-                live_model = load_model(registry.download_model(ref))
-            live = run_golden(milvus, live_collection, live_model, golden, policy.k, live_label)
+                live_model = load_model(registry.download_model(ref), ref.display)
+            live = run_golden(milvus, live_collection, live_model, golden, policy.k)
     return ValidationReport(
         collection=collection,
         k=policy.k,

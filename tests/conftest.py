@@ -106,6 +106,26 @@ def demo_versions(stack_settings: Settings) -> dict[str, str]:
     return register_demo_models(MODEL_NAME, catalog, stack_settings.state_dir / "demo-models")
 
 
+BYO_MODEL = "byo-embedder"
+
+
+@pytest.fixture(scope="session")
+def byo_versions(stack_settings: Settings) -> dict[str, str]:
+    """all-MiniLM-L6-v2 registered as each supported kind of user model (see
+    ``tests/support/byo_models.py``): ``{flavor: version}``."""
+    import mlflow
+
+    from tests.support.byo_models import LOGGERS
+
+    mlflow.set_tracking_uri(stack_settings.mlflow_tracking_uri)
+    mlflow.set_experiment("indexpair-byo-models")
+    versions = {}
+    for flavor, log in LOGGERS.items():
+        with mlflow.start_run(run_name=f"byo-{flavor}"):
+            versions[flavor] = log(BYO_MODEL)
+    return versions
+
+
 @pytest.fixture(scope="session")
 def s3_source(stack_settings: Settings) -> Iterator[object]:
     """A real S3 server (moto) on loopback with the small catalog as Parquet, CSV and JSONL;

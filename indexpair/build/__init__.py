@@ -6,7 +6,7 @@ this package (``INDEXPAIR_RAY_SHIP_CODE``). The Prefect stage that drives it is
 ``tasks/embedding.py``.
 """
 
-from indexpair.build.actors import BatchEmbedder, BatchWriter, use_fp16
+from indexpair.build.actors import BatchEmbedder, BatchWriter
 from indexpair.build.layout import Layout, forward_batch, plan
 from indexpair.build.pool import (
     embedded,
@@ -32,6 +32,5 @@ __all__ = [
     "plan",
     "start_embedders",
     "start_writers",
-    "use_fp16",
     "written",
 ]

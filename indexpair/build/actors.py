@@ -7,7 +7,7 @@ code: an actor that starts faster embeds sooner.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ import pyarrow as pa
 from indexpair.documents import content_hash, document_texts
 from indexpair.errors import ModelOutputError
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import encode, load_model
+from indexpair.models import load_model
 from indexpair.settings import Settings
 
 
@@ -35,6 +35,7 @@ class BatchEmbedder:
         dim: int,
         fp16: bool = True,
         model_batch_size: int = 16,
+        prompt: str = "",
     ) -> None:
         import torch
 
@@ -45,9 +46,10 @@ class BatchEmbedder:
 
             mlflow.set_tracking_uri(tracking_uri)
             model_path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
-        self.model = load_model(model_path)
-        use_fp16(self.model, fp16)
-        self.params = {"batch_size": model_batch_size}
+        self.model = load_model(model_path, model_uri)
+        self.model.use_fp16(fp16)
+        self.batch_size = model_batch_size
+        self.prompt = prompt
         self.label = label
         self.id_field = id_field
         self.text_fields = text_fields
@@ -60,7 +62,9 @@ class BatchEmbedder:
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         texts = document_texts({f: batch[f] for f in self.text_fields}, self.text_fields)
         try:
-            vectors = encode(self.model, texts, self.label, params=self.params)
+            vectors = self.model.encode(
+                texts, self.label, prompt=self.prompt, batch_size=self.batch_size
+            )
             if vectors.shape[1] != self.dim:
                 raise ModelOutputError(
                     f"{self.label} returned {vectors.shape[1]}-dim vectors in a batch; "
@@ -116,11 +120,3 @@ class BatchWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def use_fp16(model: Any, enabled: bool) -> None:
-    """Half precision for a sentence-transformers model on a GPU (a no-op elsewhere)."""
-    inner = model.unwrap_python_model()
-    st = getattr(inner, "model", None)
-    if st is not None and getattr(st, "device", None) is not None and st.device.type == "cuda":
-        st.half() if enabled else st.float()

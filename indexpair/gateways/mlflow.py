@@ -1,8 +1,8 @@
 """The MLflow gateway: registry look-ups, tags, aliases and model loading.
 
 Registry calls go through :class:`MlflowRegistry`, used as a context
-(``with MlflowRegistry(settings) as registry:``). Loading and encoding a downloaded
-model (:func:`load_model`, :func:`encode`) need no server and stay module functions.
+(``with MlflowRegistry(settings) as registry:``). Loading a downloaded model needs no
+server: that is :func:`indexpair.models.load_model`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel
 
-from indexpair.errors import ModelOutputError, RegistryError
+from indexpair.errors import RegistryError
 from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +31,11 @@ class ModelVersionRef(BaseModel):
     source: str = ""
     resolved_by: str = "explicit"
     declared_dim: int | None = None
+
+    @property
+    def display(self) -> str:
+        """How messages name it: ``product-embedder v2 (models:/product-embedder/2)``."""
+        return f"{self.name} v{self.version} ({self.uri})"
 
 
 def _declared_dim(client: Any, name: str, version: str) -> int | None:
@@ -69,50 +73,6 @@ def is_registry_error(exc: BaseException) -> bool:
     from mlflow.exceptions import MlflowException
 
     return isinstance(exc, MlflowException | RegistryError | OSError)
-
-
-def load_model(path: Path | str) -> Any:
-    """Load a pyfunc embedding model from a local path."""
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(str(path))
-
-
-def encode(
-    model: Any,
-    texts: list[str],
-    what: str,
-    allow_zero: bool = False,
-    params: dict[str, Any] | None = None,
-) -> np.ndarray:
-    """Encode texts and check the output: one finite, non-zero float vector per text.
-
-    ``allow_zero`` accepts all-zero rows (a query with no word the model knows);
-    ``params`` go to the model's ``predict`` (``batch_size``: texts per forward pass).
-
-    Raises:
-        ModelOutputError: naming the model and what is wrong with its output.
-    """
-    raw = model.predict(texts, params=params) if params else model.predict(texts)
-    vectors = np.asarray(raw, dtype=np.float32)
-    if vectors.ndim != 2:
-        raise ModelOutputError(
-            f"{what} returned an array of shape {vectors.shape}; expected (rows, dim)"
-        )
-    if vectors.shape[0] != len(texts):
-        raise ModelOutputError(f"{what} returned {vectors.shape[0]} vectors for {len(texts)} texts")
-    if not np.isfinite(vectors).all():
-        bad = int((~np.isfinite(vectors)).any(axis=1).sum())
-        raise ModelOutputError(
-            f"{what} returned NaN or infinite values in {bad} of {len(texts)} vectors"
-        )
-    zero = np.linalg.norm(vectors, axis=1) == 0
-    if zero.any() and not allow_zero:
-        raise ModelOutputError(
-            f"{what} returned {int(zero.sum())} all-zero vectors "
-            f"(first for text {texts[int(np.argmax(zero))]!r})"
-        )
-    return vectors
 
 
 class MlflowRegistry:

@@ -17,7 +17,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from indexpair.gateways.milvus import VECTOR_FIELD, MilvusGateway
-from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, load_model
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
+from indexpair.models import encode_queries, load_model
+from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
 
 SCORE_TOLERANCE = 2e-3
@@ -45,39 +47,40 @@ class ConsistencyChecker:
         self._models: dict[tuple[str, str], Any] = {}
         self._queries: dict[tuple[str, str, str], np.ndarray] = {}
         self._vectors: dict[tuple[str, str], np.ndarray | None] = {}
-        self._pairs: dict[str, tuple[str, str]] = {}
+        self._pairs: dict[str, PairMetadata] = {}
 
-    def query_vector(self, text: str, model_name: str, model_version: str) -> np.ndarray:
-        """The named model version's unit query embedding of ``text``."""
-        key = (model_name, model_version, text)
+    def query_vector(self, text: str, pair: PairMetadata) -> np.ndarray:
+        """The pair's query embedding of ``text`` (its model version and query prompt)."""
+        key = (pair.model_name, pair.model_version, text)
         if key not in self._queries:
-            mkey = (model_name, model_version)
+            mkey = (pair.model_name, pair.model_version)
             if mkey not in self._models:
                 ref = ModelVersionRef(
-                    name=model_name,
-                    version=model_version,
-                    uri=f"models:/{model_name}/{model_version}",
+                    name=pair.model_name,
+                    version=pair.model_version,
+                    uri=f"models:/{pair.model_name}/{pair.model_version}",
                 )
                 with MlflowRegistry(self.settings) as registry:
-                    self._models[mkey] = load_model(registry.download_model(ref))
-            raw = np.asarray(self._models[mkey].predict([text]), dtype=np.float32)[0]
-            self._queries[key] = _unit(raw)
+                    self._models[mkey] = load_model(registry.download_model(ref), ref.display)
+            raw = encode_queries(self._models[mkey], pair, [text])[0]
+            self._queries[key] = _unit(raw) if pair.metric == "COSINE" else raw
         return self._queries[key]
 
     def _stored(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray | None]:
         missing = [i for i in ids if (collection, i) not in self._vectors]
         if missing:
             rows = self.gateway.fetch(collection, missing)
+            cosine = self._pair_of(collection).metric == "COSINE"
             for i in missing:
                 row = rows.get(i)
                 vec = None if row is None else np.asarray(row[VECTOR_FIELD], dtype=np.float32)
-                self._vectors[(collection, i)] = None if vec is None else _unit(vec)
+                unit = vec if vec is None or not cosine else _unit(vec)
+                self._vectors[(collection, i)] = unit
         return {i: self._vectors[(collection, i)] for i in ids}
 
-    def _pair_of(self, collection: str) -> tuple[str, str]:
+    def _pair_of(self, collection: str) -> PairMetadata:
         if collection not in self._pairs:
-            pair = self.gateway.read_pair(collection)
-            self._pairs[collection] = (pair.model_name, pair.model_version)
+            self._pairs[collection] = self.gateway.read_pair(collection)
         return self._pairs[collection]
 
     def check(
@@ -89,14 +92,14 @@ class ConsistencyChecker:
         hits: Sequence[tuple[str, float]],
     ) -> Verdict:
         """Do all ``hits`` come from ``collection`` searched with ``model_version``'s query?"""
-        recorded = self._pair_of(collection)
-        if recorded != (model_name, model_version):
+        pair = self._pair_of(collection)
+        if (pair.model_name, pair.model_version) != (model_name, model_version):
             return Verdict(
                 ok=False,
-                detail=f"{collection} holds {recorded[0]} v{recorded[1]}, "
+                detail=f"{collection} holds {pair.model_name} v{pair.model_version}, "
                 f"response names {model_name} v{model_version}",
             )
-        query = self.query_vector(text, model_name, model_version)
+        query = self.query_vector(text, pair)
         if not hits:
             ok = not query.any()
             return Verdict(ok=ok, detail="" if ok else "no hits for an encodable query")

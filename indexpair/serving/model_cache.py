@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from indexpair.errors import RegistryError
-from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, load_model
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
+from indexpair.models import load_model
 from indexpair.pair import PairMetadata
 from indexpair.settings import Settings
 
@@ -46,7 +47,7 @@ class ModelCache:
         started = time.perf_counter()
         try:
             with MlflowRegistry(self.settings) as registry:
-                model = load_model(registry.download_model(ref))
+                model = load_model(registry.download_model(ref), ref.display)
         except Exception as exc:  # MLflow, network, unpickling: one typed error naming the model
             raise RegistryError(
                 f"model {ref.name} v{ref.version} ({ref.uri}) could not be loaded from "

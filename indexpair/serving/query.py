@@ -20,7 +20,7 @@ from pymilvus import MilvusException
 
 from indexpair.errors import PairNotFound
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import encode
+from indexpair.models import encode_queries
 from indexpair.pair import PairMetadata, check_name
 from indexpair.serving.model_cache import ModelCache
 from indexpair.settings import Settings
@@ -178,9 +178,8 @@ class PairSearcher:
     def search_in(self, t: PairTarget, text: str, k: int) -> SearchResponse:
         """Encode with the target's model and search the target's collection (no alias)."""
         pair = t.pair
-        label = f"model {pair.model_name} v{pair.model_version}"
         with self.models.use(pair) as model:
-            vectors = encode(model, [text], label, allow_zero=True)
+            vectors = encode_queries(model, pair, [text])
         if not vectors.any():  # no word the model knows: nothing can match
             hits: list[tuple[str, float]] = []
         else:

@@ -21,7 +21,7 @@ def faulty_versions(stack_settings: Settings) -> dict[str, str]:
     import pandas as pd
 
     from demo.catalog import product_texts
-    from indexpair.embedders import TfidfEmbedder, embedder_signature, fit_tfidf_pipeline
+    from indexpair.models.helpers import TfidfEmbedder, embedder_signature, fit_tfidf_pipeline
 
     sys.path.insert(0, str(SUPPORT))  # pickled as top-level `faulty_models`, shipped as code
     from faulty_models import FaultyEmbedder  # type: ignore[import-not-found]

@@ -14,7 +14,8 @@ from demo.catalog import product_texts
 from indexpair.errors import PairNotFound, RegistryError
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef, encode, load_model
+from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
+from indexpair.models import load_model
 from indexpair.pair import PairMetadata
 from indexpair.serving.consistency import ConsistencyChecker
 from indexpair.serving.model_cache import ModelCache
@@ -33,8 +34,8 @@ def _build(settings: Settings, gw: MilvusGateway, name: str, version: str, rows:
     catalog = pd.read_parquet(DATA_DIR / "products_small.parquet").head(rows)
     ref = ModelVersionRef(name=MODEL_NAME, version=version, uri=f"models:/{MODEL_NAME}/{version}")
     with MlflowRegistry(settings) as registry:
-        model = load_model(registry.download_model(ref))
-    vectors = encode(model, product_texts(catalog), "build")
+        model = load_model(registry.download_model(ref), ref.display)
+    vectors = model.encode(product_texts(catalog), "build")
     meta = PairMetadata(
         model_name=MODEL_NAME,
         model_version=version,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from indexpair.embedders import TfidfEmbedder, _as_texts
+from indexpair.models.helpers import TfidfEmbedder, _as_texts
 
 LATE_AFTER = 16
 

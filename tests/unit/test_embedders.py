@@ -12,14 +12,14 @@ import pytest
 from mlflow.types import DataType
 
 from demo.catalog import generate_catalog, product_texts
-from indexpair.embedders import (
+from indexpair.errors import ModelOutputError
+from indexpair.models.helpers import (
     TFIDF_COMPONENTS,
     TfidfEmbedder,
     _as_texts,
     embedder_signature,
     fit_tfidf_pipeline,
 )
-from indexpair.errors import ModelOutputError
 
 
 @pytest.mark.parametrize(

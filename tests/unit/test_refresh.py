@@ -69,3 +69,24 @@ def test_auto_approval_only_without_regression(
         assert decision.approve and decision.approver == AUTO_APPROVER
         assert (decision.candidate, decision.model_version) == (BUILD.name, "1")  # bound
         assert f"recall_at_k {candidate[0]:.3f} ≥ {live[0]:.3f}" in decision.comment  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "metric", "reusable"),
+    [("", "COSINE", True), ("passage: ", "COSINE", False), ("", "IP", False)],
+)
+def test_live_vectors_are_reused_only_when_encoded_the_same_way(
+    prompt: str, metric: str, reusable: bool
+) -> None:
+    from indexpair.errors import BuildError
+    from indexpair.models import ModelContract
+    from tasks.refresh import check_reusable
+    from tests.support.pairs import pair_metadata
+
+    live = pair_metadata("m_v1_live0000")
+    contract = ModelContract(flavor="python_function", dim=8, metric=metric, document_prompt=prompt)
+    if reusable:
+        check_reusable(live, contract, "m_v1_live0000")
+    else:
+        with pytest.raises(BuildError, match="its vectors cannot be reused, promote it instead"):
+            check_reusable(live, contract, "m_v1_live0000")

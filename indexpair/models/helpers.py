@@ -1,4 +1,4 @@
-"""MLflow pyfunc embedding models and the functions that log and register them.
+"""indexpair's own pyfunc embedding helpers, and the functions that log and register them.
 
 Two models, both returning L2-normalised ``float32`` arrays of shape ``(n, dim)``:
 
@@ -6,7 +6,9 @@ Two models, both returning L2-normalised ``float32`` arrays of shape ``(n, dim)`
 * ``SentenceTransformerEmbedder``: a sentence-transformers model directory.
 
 Both accept a list of strings, a pandas Series, or a one-column DataFrame, which is
-what the signature from ``embedder_signature`` lets through.
+what the signature from ``embedder_signature`` lets through. They are logged as MLflow
+"models from code" (the files in ``indexpair/models/code/``), with a signature and an
+input example, so MLflow neither pickles them nor infers anything.
 """
 
 from __future__ import annotations
@@ -174,8 +176,12 @@ def _pip_requirements(*extra: str) -> list[str]:
     return [f"mlflow=={version('mlflow')}", f"numpy=={version('numpy')}", *extra]
 
 
+CODE_DIR = Path(__file__).resolve().parent / "code"
+INPUT_EXAMPLE = ["wireless noise cancelling headphones", "stainless steel water bottle"]
+
+
 def _log_and_register(
-    python_model: PythonModel,
+    code_file: str,
     artifacts: dict[str, str],
     dim: int,
     registered_name: str,
@@ -183,16 +189,18 @@ def _log_and_register(
     pip_requirements: list[str],
 ) -> str:
     mlflow.set_experiment(EXPERIMENT_NAME)
-    with mlflow.start_run(run_name=f"{registered_name}-{type(python_model).__name__}") as run:
+    with mlflow.start_run(run_name=f"{registered_name}-{Path(code_file).stem}") as run:
         mlflow.set_tags(tags)
         mlflow.log_param("embedding_dim", dim)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=python_model,
+            python_model=str(CODE_DIR / code_file),
             artifacts=artifacts,
             signature=embedder_signature(dim),
+            input_example=INPUT_EXAMPLE,
             registered_model_name=registered_name,
             pip_requirements=pip_requirements,
+            metadata={"metric": "cosine"},
         )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
@@ -226,7 +234,7 @@ def log_tfidf_model(
     joblib.dump(pipeline, path)
     reqs = _pip_requirements(f"scikit-learn=={sklearn.__version__}", "joblib")
     return _log_and_register(
-        TfidfEmbedder(), {"pipeline": str(path)}, TFIDF_COMPONENTS, registered_name, tags, reqs
+        "tfidf.py", {"pipeline": str(path)}, TFIDF_COMPONENTS, registered_name, tags, reqs
     )
 
 
@@ -262,7 +270,7 @@ def log_sentence_transformer_model(
         clean = Path(tmp) / "model_dir"
         shutil.copytree(model_dir, clean, ignore=shutil.ignore_patterns(".git*", "README.md"))
         return _log_and_register(
-            SentenceTransformerEmbedder(),
+            "sentence_transformer.py",
             {"model_dir": str(clean)},
             dim,
             registered_name,
