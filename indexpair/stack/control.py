@@ -347,7 +347,5 @@ def status(
         healthy = record is not None and spec.healthy(record.started_at)
         rss = procs.group_rss_mb(record.pid) if record is not None else None
         pid = record.pid if record is not None else None
-        result.append(
-            ServiceStatus(name, pid, running, healthy, spec.url, log, rss, spec.database)
-        )
+        result.append(ServiceStatus(name, pid, running, healthy, spec.url, log, rss, spec.database))
     return result
