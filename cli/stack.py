@@ -55,13 +55,13 @@ def stack_up(
         None,
         "--database",
         help="What Prefect and MLflow run on: sqlite or postgres (a local PostgreSQL server);"
-        " default: INDEXPAIR_DATABASE, else sqlite.",
+        " default: INDEXPAIR_DATABASE, else what the state dir's stack last ran on, else sqlite.",
         show_default=False,
     ),
 ) -> None:
     """Start PostgreSQL (postgres profile), Milvus Lite, MLflow, Prefect and the worker
     (idempotent)."""
-    settings = _with_database(startup_settings(), profile)
+    settings = database.as_running(_with_database(startup_settings(), profile), True)
     rows = stack.up(settings, PROJECT_DIR)
     console.print(_services_table(rows))
     _print_databases(settings, rows)

@@ -265,6 +265,7 @@ def up(
             healthy in time (the message names the port and quotes its log), or the
             deployments could not be applied.
     """
+    settings = database.as_running(settings, explicit_wins=True)
     names = _ordered(settings, services)
     _check_profile(settings)
     for name in names:

@@ -6,8 +6,9 @@ postgres``) runs a PostgreSQL server (:mod:`indexpair.stack.postgres`) with one 
 for each. MLflow's artifacts go to ``INDEXPAIR_MLFLOW_ARTIFACTS_DESTINATION`` (e.g. an
 ``s3://`` URI) or a folder in the state dir, on either profile.
 
-The profile a state dir's stack was brought up with is kept in ``STATE/database``, so
-`status` reports the stack that runs, whatever the current setting says.
+The profile a state dir's stack was brought up with is kept in ``STATE/database``: `status`
+reports the stack that runs, whatever the current setting says, and `up` keeps that
+profile unless one is chosen explicitly.
 """
 
 from __future__ import annotations
@@ -80,9 +81,17 @@ def record_profile(settings: Settings) -> None:
     (settings.state_dir / "database").write_text(settings.database, encoding="ascii")
 
 
-def as_running(settings: Settings) -> Settings:
-    """``settings`` with the profile the state dir's stack was brought up with."""
+def as_running(settings: Settings, explicit_wins: bool = False) -> Settings:
+    """``settings`` with the profile the state dir's stack was brought up with.
+
+    Args:
+        settings: The settings; their profile stays when the state dir records none.
+        explicit_wins: Keep a profile chosen explicitly (``INDEXPAIR_DATABASE`` or
+            ``--database``) over the recorded one: for `up`, which records it.
+    """
     recorded = recorded_profile(settings)
-    if recorded in PROFILES and recorded != settings.database:
-        return settings.model_copy(update={"database": recorded})
-    return settings
+    if recorded not in PROFILES or recorded == settings.database:
+        return settings
+    if explicit_wins and "database" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"database": recorded})

@@ -142,8 +142,13 @@ def test_the_recorded_profile_is_what_status_reports(tmp_path: Path) -> None:
     settings = _settings(tmp_path, database="postgres")
     assert database.as_running(settings) is settings
     database.record_profile(settings)
-    plain = _settings(tmp_path)
+    plain = Settings(state_dir=tmp_path)  # no profile chosen
+    assert "database" not in plain.model_fields_set
     assert database.as_running(plain).database == "postgres"
+    assert database.as_running(plain, explicit_wins=True).database == "postgres"
+    chosen = _settings(tmp_path, database="sqlite")
+    assert database.as_running(chosen).database == "postgres", "status: what runs"
+    assert database.as_running(chosen, explicit_wins=True).database == "sqlite", "up: the choice"
 
 
 def test_postgres_is_no_service_of_the_sqlite_profile(tmp_path: Path) -> None:
