@@ -211,6 +211,10 @@ def _deploy(settings: Settings, project_dir: Path) -> None:
     logger.info("deployments applied from %s", project_dir / "prefect.yaml")
 
 
+def _running(settings: Settings) -> bool:
+    return any(_read_record(settings, name) for name in PROCESS_SERVICES)
+
+
 def _require_prefect(settings: Settings, needed_by: str) -> None:
     url = f"{settings.prefect_api_url.rstrip('/')}/health"
     if not http_ok(url):
@@ -228,19 +232,6 @@ def _ordered(settings: Settings, services: Sequence[str] | None) -> list[str]:
     if unknown:
         raise StackError(f"unknown service(s) {unknown}; known: {list(known)}")
     return [name for name in known if name in wanted]
-
-
-def _check_profile(settings: Settings) -> None:
-    """Refuse to bring up one state dir's stack on another database while it runs."""
-    recorded = database.recorded_profile(settings)
-    if recorded not in (None, settings.database) and any(
-        _read_record(settings, name) for name in PROCESS_SERVICES
-    ):
-        raise StackError(
-            f"the stack in {settings.state_dir} runs on {recorded}, not {settings.database};"
-            " run `indexpair stack down` first, or use another INDEXPAIR_STATE_DIR"
-        )
-    database.record_profile(settings)
 
 
 def up(
@@ -267,7 +258,7 @@ def up(
     """
     settings = database.as_running(settings, explicit_wins=True)
     names = _ordered(settings, services)
-    _check_profile(settings)
+    database.record_profile(settings, running=_running(settings))
     for name in names:
         if name in {"deployments", "worker"}:
             _require_prefect(settings, name)

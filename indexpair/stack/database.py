@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from indexpair.errors import StackError
 from indexpair.settings import Settings
 from indexpair.stack import postgres
 from indexpair.stack.postgres import PgServer
@@ -75,8 +76,18 @@ def recorded_profile(settings: Settings) -> str | None:
         return None
 
 
-def record_profile(settings: Settings) -> None:
-    """Remember the profile this state dir's stack is brought up with."""
+def record_profile(settings: Settings, running: bool) -> None:
+    """Remember the profile this state dir's stack is brought up with.
+
+    Raises:
+        StackError: The state dir's stack runs (``running``) on the other profile.
+    """
+    recorded = recorded_profile(settings)
+    if running and recorded not in (None, settings.database):
+        raise StackError(
+            f"the stack in {settings.state_dir} runs on {recorded}, not {settings.database};"
+            " run `indexpair stack down` first, or use another INDEXPAIR_STATE_DIR"
+        )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     (settings.state_dir / "database").write_text(settings.database, encoding="ascii")
 

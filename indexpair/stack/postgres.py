@@ -1,17 +1,11 @@
 """The local PostgreSQL server of the ``postgres`` profile (see :mod:`indexpair.stack.database`).
 
-It runs this machine's own binaries (Debian's ``postgresql`` package: ``initdb`` and
-``postgres``; nothing is downloaded at run time):
-
-* its cluster lives in ``STATE/postgres/data``, made by ``initdb`` at the first start, with
-  one superuser, ``indexpair``, whose password is generated then and kept in
-  ``STATE/postgres/password`` (mode 0600). Password authentication (scram-sha-256), not
-  ``trust``: with ``trust`` any local user of the machine could connect as superuser;
-* it listens on 127.0.0.1 only (no Unix socket), on ``INDEXPAIR_POSTGRES_PORT`` or a free
-  port chosen at the first start and kept in ``STATE/postgres/port``;
-* it holds two databases, ``prefect`` and ``mlflow``, created when missing;
-* PostgreSQL refuses to run as root: run as root, indexpair starts it as an unprivileged
-  user (``INDEXPAIR_POSTGRES_OS_USER``, created if missing) that owns the data dir.
+The machine's own binaries (Debian's ``postgresql``: ``initdb``, ``postgres``) run a cluster
+in ``STATE/postgres/data`` with one superuser, ``indexpair``, whose password is generated
+at the first start and kept in ``STATE/postgres/password`` (0600): scram-sha-256, not
+``trust``, under which any local user could connect as superuser. It listens on 127.0.0.1
+only and holds the ``prefect`` and ``mlflow`` databases. PostgreSQL refuses root: run as
+root, it runs as ``INDEXPAIR_POSTGRES_OS_USER`` (created if missing), who owns the data dir.
 """
 
 from __future__ import annotations
@@ -24,8 +18,10 @@ import shutil
 import socket
 import stat
 import subprocess
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from indexpair.errors import StackError
@@ -265,7 +261,7 @@ def postgres_argv(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
-def _connect(settings: Settings, database: str = "postgres"):  # type: ignore[no-untyped-def]
+def _connect(settings: Settings, database: str = "postgres") -> Any:
     import psycopg2
 
     pg = server(settings)
@@ -280,7 +276,7 @@ def healthy(settings: Settings) -> bool:
     import psycopg2
 
     try:
-        with _connect(settings) as conn, conn.cursor() as cur:
+        with closing(_connect(settings)) as conn, conn.cursor() as cur:
             cur.execute("SELECT 1")
             return bool(cur.fetchone())
     except psycopg2.Error as exc:
@@ -293,8 +289,7 @@ def ensure_databases(settings: Settings) -> list[str]:
     from psycopg2 import sql
 
     made = []
-    conn = _connect(settings)
-    try:
+    with closing(_connect(settings)) as conn:
         conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
         with conn.cursor() as cur:
             for name in DATABASES:
@@ -302,8 +297,6 @@ def ensure_databases(settings: Settings) -> list[str]:
                 if cur.fetchone() is None:
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
                     made.append(name)
-    finally:
-        conn.close()
     if made:
         logger.info("created the PostgreSQL database(s) %s", ", ".join(made))
     return made

@@ -141,7 +141,7 @@ def test_port_is_chosen_once_unless_set(tmp_path: Path) -> None:
 def test_the_recorded_profile_is_what_status_reports(tmp_path: Path) -> None:
     settings = _settings(tmp_path, database="postgres")
     assert database.as_running(settings) is settings
-    database.record_profile(settings)
+    database.record_profile(settings, running=False)
     plain = Settings(state_dir=tmp_path)  # no profile chosen
     assert "database" not in plain.model_fields_set
     assert database.as_running(plain).database == "postgres"
