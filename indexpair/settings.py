@@ -95,6 +95,35 @@ class Settings(BaseSettings):
     production_model_alias: str = "production"
     state_dir: Path = Path(".indexpair")
     work_pool: str = "indexpair-local"
+
+    # -- the local stack's database (indexpair/stack/database.py) ---------------------------
+    database: Literal["sqlite", "postgres"] = Field(
+        "sqlite",
+        description="What `indexpair stack up` runs the Prefect server and MLflow on: SQLite"
+        " files, or a local PostgreSQL server started with the stack",
+    )
+    postgres_bin_dir: Path | None = Field(
+        None,
+        description="Folder holding initdb and postgres; default: `pg_config --bindir`, then"
+        " the newest /usr/lib/postgresql/*/bin",
+    )
+    postgres_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Loopback port of the local PostgreSQL; default: a free port chosen at the"
+        " first start and kept in the state dir",
+    )
+    postgres_os_user: str = Field(
+        "indexpair-pg",
+        description="Unprivileged user the local PostgreSQL runs as when indexpair runs as root"
+        " (PostgreSQL refuses root); created if missing",
+    )
+    mlflow_artifacts_destination: str | None = Field(
+        None,
+        description="Where the local MLflow server keeps artifacts (e.g. s3://bucket/mlflow,"
+        " with AWS_* for the keys and endpoint); default: a folder in the state dir",
+    )
     deployment_name: str = "promote/promote"
     refresh_deployment: str = "refresh/weekly"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,16 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Start the whole embedded stack once per session, on free ports; always stop it."""
+    with local_stack(tmp_path_factory.mktemp("indexpair-state")) as settings:
+        yield settings
+
+
+@contextmanager
+def local_stack(state: Path, **extra_env: str) -> Iterator[Settings]:
+    """The whole stack on free ports with its state in ``state``, the process environment
+    pointed at it (``extra_env`` on top) while it runs; always stopped and restored."""
     from indexpair import stack
 
-    state = tmp_path_factory.mktemp("indexpair-state")
     env = {
         "INDEXPAIR_STATE_DIR": str(state),
         "MILVUS_URI": f"http://127.0.0.1:{free_port()}",
@@ -43,6 +51,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         "MLFLOW_WEBHOOK_CACHE_TTL": "1",
         # Crash points fire only when a test lists them in this file (none by default).
         "INDEXPAIR_CRASH_FILE": str(state / "crash-points"),
+        **extra_env,
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

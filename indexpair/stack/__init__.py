@@ -1,9 +1,12 @@
 """The local stack: Milvus (Lite or the standalone server), MLflow, the Prefect server
-and its worker as real processes on loopback (``indexpair stack up | down | status``).
+and its worker as real processes on loopback (``indexpair stack up | down | status``), with
+Prefect and MLflow on SQLite files or on a local PostgreSQL server.
 
 :mod:`~indexpair.stack.specs` describes each service, :mod:`~indexpair.stack.control`
 starts, stops and reports them, :mod:`~indexpair.stack.procs` identifies and ends their
-processes, and :mod:`~indexpair.stack.milvus_standalone` runs the real Milvus server.
+processes, :mod:`~indexpair.stack.milvus_standalone` runs the real Milvus server,
+:mod:`~indexpair.stack.database` chooses the database of Prefect and MLflow and
+:mod:`~indexpair.stack.postgres` runs the local PostgreSQL server.
 """
 
 from indexpair.stack.control import ServiceStatus, down, status, up
@@ -12,6 +15,7 @@ from indexpair.stack.specs import (
     ServiceSpec,
     build_spec,
     executable,
+    profile_services,
     service_env,
 )
 
@@ -22,6 +26,7 @@ __all__ = [
     "build_spec",
     "down",
     "executable",
+    "profile_services",
     "service_env",
     "status",
     "up",

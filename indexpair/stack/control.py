@@ -1,4 +1,5 @@
-"""Start, stop and report the local stack: Milvus Lite, MLflow, Prefect server and worker.
+"""Start, stop and report the local stack: PostgreSQL (on the postgres profile), Milvus,
+MLflow, the Prefect server and worker.
 
 Each service is a real process in a session of its own, with ``STATE/pids/NAME.pid`` and
 ``STATE/logs/NAME.log``; `down` stops its process group and every descendant (the worker
@@ -21,7 +22,7 @@ import httpx
 
 from indexpair.errors import StackError
 from indexpair.settings import Settings
-from indexpair.stack import procs
+from indexpair.stack import database, postgres, procs
 from indexpair.stack.specs import (
     ALL_SERVICES,
     HEALTH_TIMEOUT,
@@ -31,6 +32,7 @@ from indexpair.stack.specs import (
     executable,
     http_ok,
     port_in_use,
+    profile_services,
     service_env,
     worker_env,
 )
@@ -55,6 +57,7 @@ class ServiceStatus:
     url: str
     log: Path
     rss_mb: float | None = None
+    database: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def _start(settings: Settings, spec: ServiceSpec) -> _Record:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     _pid_path(settings, spec.name).parent.mkdir(parents=True, exist_ok=True)
     env = spec.make_env()
+    uid, gid = spec.run_as or (None, None)
     with log_path.open("ab") as log:
         log.write(f"\n=== indexpair starts {spec.name} at {time.ctime()} ===\n".encode())
         log.flush()
@@ -124,6 +128,9 @@ def _start(settings: Settings, spec: ServiceSpec) -> _Record:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=settings.state_dir,
+            user=uid,
+            group=gid,
+            extra_groups=None if uid is None else [],
         )
     procs.children[proc.pid] = proc
     ticks = procs.start_ticks(proc.pid)
@@ -204,18 +211,27 @@ def _deploy(settings: Settings, project_dir: Path) -> None:
     logger.info("deployments applied from %s", project_dir / "prefect.yaml")
 
 
+def _running(settings: Settings) -> bool:
+    return any(_read_record(settings, name) for name in PROCESS_SERVICES)
+
+
 def _require_prefect(settings: Settings, needed_by: str) -> None:
     url = f"{settings.prefect_api_url.rstrip('/')}/health"
     if not http_ok(url):
         raise StackError(f"{needed_by} needs the Prefect API, but {url} is not healthy")
 
 
-def _ordered(services: Sequence[str] | None) -> list[str]:
-    wanted = list(ALL_SERVICES if services is None else services)
-    unknown = sorted(set(wanted) - set(ALL_SERVICES))
+def _ordered(settings: Settings, services: Sequence[str] | None) -> list[str]:
+    known = profile_services(settings)
+    wanted = list(known if services is None else services)
+    unknown = sorted(set(wanted) - set(known))
+    if unknown == ["postgres"]:
+        raise StackError(
+            f"postgres runs only on the postgres profile (INDEXPAIR_DATABASE={settings.database!r})"
+        )
     if unknown:
-        raise StackError(f"unknown service(s) {unknown}; known: {list(ALL_SERVICES)}")
-    return [name for name in ALL_SERVICES if name in wanted]
+        raise StackError(f"unknown service(s) {unknown}; known: {list(known)}")
+    return [name for name in known if name in wanted]
 
 
 def up(
@@ -229,7 +245,8 @@ def up(
     Args:
         settings: Where the services listen and where their state lives.
         project_dir: Project root holding ``prefect.yaml`` (used by ``deployments``).
-        services: Subset of `ALL_SERVICES`; all of them when None.
+        services: Subset of `profile_services` (postgres first on that profile); all of
+            them when None.
 
     Returns:
         The status of each requested service.
@@ -239,15 +256,19 @@ def up(
             healthy in time (the message names the port and quotes its log), or the
             deployments could not be applied.
     """
-    names = _ordered(services)
+    settings = database.as_running(settings, explicit_wins=True)
+    names = _ordered(settings, services)
+    database.record_profile(settings, running=_running(settings))
     for name in names:
         if name in {"deployments", "worker"}:
             _require_prefect(settings, name)
         if name == "deployments":
             _deploy(settings, project_dir)
             continue
-        spec = build_spec(name, settings, project_dir)
         record = _read_record(settings, name)
+        if name == "postgres" and record is None:
+            postgres.initialize(settings)  # before its spec: it may create the user to run as
+        spec = build_spec(name, settings, project_dir)
         if record is not None:
             logger.info("%s already running (pid %d); leaving it alone", name, record.pid)
             _wait_healthy(settings, spec, record)
@@ -264,6 +285,8 @@ def up(
         logger.info("%s healthy after %.1f s at %s", name, time.monotonic() - started, spec.url)
         if name == "milvus":
             _load_live_pairs(settings)
+        if name == "postgres":
+            postgres.ensure_databases(settings)
     return status(settings, names, project_dir)
 
 
@@ -299,9 +322,11 @@ def down(settings: Settings) -> list[str]:
 def status(
     settings: Settings, services: Sequence[str] | None = None, project_dir: Path | None = None
 ) -> list[ServiceStatus]:
-    """Report each service: pid, whether it runs (as ours), health, URL, log and memory."""
+    """Report each service: pid, whether it runs (as ours), health, URL, log, memory and the
+    database it uses (password redacted), on the profile the stack was brought up with."""
+    settings = database.as_running(settings)
     result = []
-    for name in _ordered(services):
+    for name in _ordered(settings, services):
         log = _log_path(settings, name)
         if name == "deployments":
             url = f"{settings.prefect_ui_url}/deployments"
@@ -314,5 +339,5 @@ def status(
         healthy = record is not None and spec.healthy(record.started_at)
         rss = procs.group_rss_mb(record.pid) if record is not None else None
         pid = record.pid if record is not None else None
-        result.append(ServiceStatus(name, pid, running, healthy, spec.url, log, rss))
+        result.append(ServiceStatus(name, pid, running, healthy, spec.url, log, rss, spec.database))
     return result

@@ -12,7 +12,6 @@ import shutil
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -21,36 +20,21 @@ from pydantic import SecretStr
 
 from indexpair.errors import StackError
 from indexpair.settings import LIBRARY_ENV, Settings, loopback_port
+from indexpair.stack import database, postgres
+from indexpair.stack.service import ServiceSpec
 
 logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
-PROCESS_SERVICES = ("milvus", "mlflow", "prefect", "worker")
-# "deployments" is a step, not a process: it runs once Prefect is healthy.
+PROCESS_SERVICES = ("postgres", "milvus", "mlflow", "prefect", "worker")
+# "deployments" is a step, not a process: it runs once Prefect is healthy. "postgres" runs
+# only on the postgres profile (`profile_services`), before its clients.
 ALL_SERVICES = ("milvus", "mlflow", "prefect", "deployments", "worker")
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    """How to launch one local service and how to tell it is healthy.
-
-    Attributes:
-        name: Service name; also names its pid and log files.
-        argv: Command line, executable first.
-        make_env: Builds the complete environment of the child (called only to start it).
-        port: Loopback port it serves (the worker serves none; it uses Prefect's).
-        url: What `status` shows for it.
-        startup_timeout_s: How long `up` waits for it to become healthy.
-        healthy: Health probe; takes the time the process started (seconds since the epoch).
-    """
-
-    name: str
-    argv: list[str]
-    make_env: Callable[[], dict[str, str]]
-    port: int | None
-    url: str
-    startup_timeout_s: float
-    healthy: Callable[[float], bool]
+def profile_services(settings: Settings) -> tuple[str, ...]:
+    """The services of the stack on the settings' database profile, in start order."""
+    return ("postgres", *ALL_SERVICES) if settings.database == "postgres" else ALL_SERVICES
 
 
 def executable(name: str) -> str:
@@ -232,13 +216,14 @@ def _mlflow(settings: Settings, project_dir: Path) -> ServiceSpec:
             "--workers",
             "1",
             "--backend-store-uri",
-            f"sqlite:///{home / 'mlflow.db'}",
+            database.mlflow_store_uri(settings),
             "--serve-artifacts",
             "--artifacts-destination",
-            str(home / "artifacts"),
+            settings.mlflow_artifacts_destination or str(home / "artifacts"),
         ],  # fmt: skip
         make_env=lambda: _base_env(
             {
+                **database.mlflow_env(settings),
                 # One worker and no job runner: ~370 MB instead of ~2 GB.
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                 "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": mlflow_secret_key(settings.state_dir),
@@ -250,12 +235,12 @@ def _mlflow(settings: Settings, project_dir: Path) -> ServiceSpec:
         url=url,
         startup_timeout_s=90,
         healthy=lambda _started: http_ok(f"{url}/health"),
+        database=database.redact(database.mlflow_store_uri(settings)),
     )
 
 
 def _prefect(settings: Settings, project_dir: Path) -> ServiceSpec:
     port = loopback_port(settings.prefect_api_url, "PREFECT_API_URL")
-    db = settings.state_dir / "prefect" / "prefect.db"
     api = settings.prefect_api_url.rstrip("/")
     return ServiceSpec(
         name="prefect",
@@ -271,14 +256,15 @@ def _prefect(settings: Settings, project_dir: Path) -> ServiceSpec:
         make_env=lambda: _base_env(
             {
                 **_prefect_env(settings),
-                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}",
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": database.prefect_url(settings),
                 "PREFECT_SERVER_UI_API_URL": settings.prefect_api_url,
             }
         ),
         port=port,
         url=settings.prefect_ui_url,
-        startup_timeout_s=90,
+        startup_timeout_s=120 if settings.database == "postgres" else 90,
         healthy=lambda _started: http_ok(f"{api}/health"),
+        database=database.redact(database.prefect_url(settings)),
     )
 
 
@@ -307,6 +293,7 @@ def _worker(settings: Settings, project_dir: Path) -> ServiceSpec:
 
 
 _BUILDERS: dict[str, Callable[[Settings, Path], ServiceSpec]] = {
+    "postgres": postgres.postgres_spec,
     "milvus": _milvus,
     "mlflow": _mlflow,
     "prefect": _prefect,
