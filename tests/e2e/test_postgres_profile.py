@@ -62,7 +62,7 @@ def versions(
 
     from demo.catalog import product_texts
     from demo.models import ROLE_TAG
-    from indexpair.embedders import log_tfidf_model
+    from indexpair.models.helpers import log_tfidf_model
 
     settings, _ = pg_stack
     catalog = pd.read_parquet(DATA_DIR / "products_small.parquet")
