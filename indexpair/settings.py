@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     )
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8000, ge=1, le=65535)
+    serve_max_query_chars: int = Field(
+        1000, ge=1, le=100_000, description="Longest query text `/search` accepts (422 above)"
+    )
     query_log_size: int = Field(
         1000, ge=0, description="Recent live queries the service keeps for shadow checks; 0: none"
     )
@@ -166,6 +169,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_target: Literal["prefect", "circleci"] = "prefect"
     webhook_max_age_s: int = Field(300, ge=1)
+    webhook_max_body_bytes: int = Field(
+        65_536, ge=1024, description="Largest delivery body the webhook receiver reads (413 above)"
+    )
     circleci_api_url: str = "https://circleci.com"
     circleci_project_slug: str | None = None
     circleci_branch: str = "main"
