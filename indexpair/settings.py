@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         return f"{self.prefect_ui_url}/runs/flow-run/{flow_run_id}"
 
     @property
+    def milvus_password_path(self) -> Path:
+        """The root password the local standalone Milvus backend generates (mode 0600)."""
+        return self.state_dir / "milvus-standalone" / "root-password"
+
+    @property
     def query_log_path(self) -> Path:
         """Where the search service appends the live queries it answered (JSON lines)."""
         return self.state_dir / "query-log.jsonl"
