@@ -176,6 +176,11 @@ class Settings(BaseSettings):
     circleci_project_slug: str | None = None
     circleci_branch: str = "main"
     circleci_token: SecretStr | None = None
+    notify_url: SecretStr | None = Field(
+        None,
+        description="Webhook (Slack-compatible JSON) that hears when a promotion awaits "
+        "approval, is denied, fails or is promoted (indexpair.notifications)",
+    )
 
     @field_validator(
         "milvus_token",
@@ -188,6 +193,13 @@ class Settings(BaseSettings):
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a placeholder value; set the real secret or leave it unset")
+        return value
+
+    @field_validator("notify_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlparse(value.get_secret_value()).scheme not in {"http", "https"}:
+            raise ValueError("is not an http:// or https:// URL")
         return value
 
     @field_validator("state_dir")
@@ -238,6 +250,8 @@ SECRET_NAMES = {
     "INDEXPAIR_CIRCLECI_TOKEN",
     "webhook_secret",
     "circleci_token",
+    "INDEXPAIR_NOTIFY_URL",
+    "notify_url",
 }
 
 

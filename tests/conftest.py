@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from indexpair.settings import Settings, load_settings
+from tests.support.notify import NotifyReceiver, notify_receiver
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_DIR / "demo" / "data"
@@ -24,8 +25,20 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Start the whole embedded stack once per session, on free ports; always stop it."""
+def notified() -> Iterator[NotifyReceiver]:
+    """The webhook the stack's approval notifications go to (INDEXPAIR_NOTIFY_URL)."""
+    with notify_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def stack_settings(
+    tmp_path_factory: pytest.TempPathFactory, notified: NotifyReceiver
+) -> Iterator[Settings]:
+    """Start the whole embedded stack once per session, on free ports; always stop it.
+
+    Its promotions notify a local receiver (`notified`), as a team's Slack would be.
+    """
     from indexpair import stack
 
     state = tmp_path_factory.mktemp("indexpair-state")
@@ -43,6 +56,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         "MLFLOW_WEBHOOK_CACHE_TTL": "1",
         # Crash points fire only when a test lists them in this file (none by default).
         "INDEXPAIR_CRASH_FILE": str(state / "crash-points"),
+        "INDEXPAIR_NOTIFY_URL": notified.url,
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -165,4 +179,6 @@ def milvus_backend(request: pytest.FixtureRequest, stack_settings: Settings) -> 
         return stack_settings
     server: Settings = request.getfixturevalue("standalone_milvus")
     token = SecretStr(auth_token(server))
-    return stack_settings.model_copy(update={"milvus_uri": server.milvus_uri, "milvus_token": token})
+    return stack_settings.model_copy(
+        update={"milvus_uri": server.milvus_uri, "milvus_token": token}
+    )

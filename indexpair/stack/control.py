@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from indexpair import notifications
 from indexpair.errors import StackError
 from indexpair.settings import Settings
 from indexpair.stack import procs
@@ -202,6 +203,7 @@ def _deploy(settings: Settings, project_dir: Path) -> None:
             f" {project_dir}; check its prefect.yaml"
         )
     logger.info("deployments applied from %s", project_dir / "prefect.yaml")
+    notifications.apply(settings)  # automations that post to INDEXPAIR_NOTIFY_URL, if set
 
 
 def _require_prefect(settings: Settings, needed_by: str) -> None:

@@ -48,6 +48,8 @@ def test_the_gateway_uses_the_password_and_fails_clearly_without(
 ) -> None:
     with MilvusGateway(standalone_milvus) as milvus:
         assert milvus.server_kind() == "standalone"
-    elsewhere = standalone_milvus.model_copy(update={"milvus_backend": "lite"})  # no token
+    elsewhere = standalone_milvus.model_copy(
+        update={"milvus_backend": "lite", "milvus_timeout_s": 5}
+    )
     with pytest.raises(MilvusUnavailable, match=standalone_milvus.milvus_uri):
-        MilvusGateway(elsewhere)
+        MilvusGateway(elsewhere)  # refused within its timeout

@@ -24,7 +24,8 @@ def client(tmp_path: Path) -> TestClient:
 
 def test_schema_declares_the_bounds_of_q_and_k(client: TestClient) -> None:
     params = {
-        p["name"]: p["schema"] for p in client.app.openapi()["paths"]["/search"]["get"]["parameters"]  # type: ignore[attr-defined]
+        p["name"]: p["schema"]
+        for p in client.app.openapi()["paths"]["/search"]["get"]["parameters"]  # type: ignore[attr-defined]
     }
     assert params["k"]["minimum"] == 1 and params["k"]["maximum"] == MAX_K
     assert params["q"]["maxLength"] == 50
