@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from pydantic import SecretStr
 
 from indexpair import notifications
