@@ -216,11 +216,14 @@ def _reason(exc: Exception, alias: str) -> str:
 
 
 def _log_failure(exc: Exception, what: str) -> str:
-    """Log a failure's detail (never the query text) under a new short error id."""
+    """Log a failure's detail (never the query text) under a new short error id; a
+    missing pair is a warning without a traceback, anything else an error with one."""
     error_id = secrets.token_hex(6)
-    log.error(
+    expected = isinstance(exc, PairNotFound)
+    log.log(
+        logging.WARNING if expected else logging.ERROR,
         "%s failed [error id %s]: %s: %s", what, error_id, type(exc).__name__, exc,
-        exc_info=not isinstance(exc, PairNotFound),  # a missing pair needs no traceback
+        exc_info=not expected,
     )  # fmt: skip
     return error_id
 
