@@ -104,6 +104,7 @@ def naive_client(
 
     os.environ.update(env)
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors are counted, not logged
+    from indexpair.gateways.milvus import auth_token
     from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
     from indexpair.models import load_model
     from indexpair.settings import load_settings
@@ -113,7 +114,12 @@ def naive_client(
     ref = ModelVersionRef(name=name, version=model_version, uri=f"models:/{name}/{model_version}")
     with MlflowRegistry(settings) as registry:
         model = load_model(registry.download_model(ref), ref.display)
-    client = MilvusClient(uri=settings.milvus_uri, timeout=PROJECT_TIMEOUT_S, dedicated=True)
+    client = MilvusClient(
+        uri=settings.milvus_uri,
+        token=auth_token(settings),
+        timeout=PROJECT_TIMEOUT_S,
+        dedicated=True,
+    )
     model.encode(["warm up"], "load", allow_zero=True)
     stop_at = sync.started()
     believed = str(client.describe_alias(alias)["collection_name"])

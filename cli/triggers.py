@@ -88,7 +88,14 @@ def trigger_start(
 @trigger_app.command("approve")
 def trigger_approve(
     run_id_file: RunIdFile = Path("workspace/flow-run-id"),
-    approver: Annotated[str, typer.Option(help="Who approves (default: $CIRCLE_USERNAME)")] = "",
+    approver: Annotated[str, typer.Option(help="Who approves (a name or e-mail)")] = "",
+    approval_job: Annotated[
+        str,
+        typer.Option(
+            help="Read the approver from this CircleCI approval job of the workflow "
+            "$CIRCLE_WORKFLOW_ID (CircleCI API; needs INDEXPAIR_CIRCLECI_TOKEN)"
+        ),
+    ] = "",
     comment: Annotated[str, typer.Option(help="Recorded with the approval")] = "",
     wait: Annotated[float, typer.Option(help="Seconds to wait for the switch")] = 1800,
 ) -> None:
@@ -99,10 +106,16 @@ def trigger_approve(
     from deployments import ci
 
     settings = startup_settings()
-    who = approver or os.environ.get("CIRCLE_USERNAME", "")
+    if approver and approval_job:
+        raise IndexPairError("give --approver or --approval-job, not both")
     flow_run_id = ci.read_run_id(run_id_file)
     if flow_run_id is None:
         _nothing_started(run_id_file)
+    who = approver
+    if approval_job:
+        workflow = os.environ.get("CIRCLE_WORKFLOW_ID", "")
+        who = ci.approver_of_job(settings, workflow, approval_job)
+        console.print(f"{approval_job!r} of workflow {workflow} was approved by {who!r}")
     snap = ci.approve(settings, flow_run_id, who, comment or "approved in CircleCI")
     console.print(f"approval by {who!r} sent; run is {snap['state_name']}")
     _finish(ci.watch(settings, flow_run_id, wait, False, _heartbeat), until_paused=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from indexpair.errors import IndexPairError
 from indexpair.gateways import prefect as prefect_api
+from indexpair.gateways.circleci import CircleCiGateway
 from indexpair.gateways.mlflow import MlflowRegistry
 from indexpair.gateways.prefect import RunSnapshot
 from indexpair.settings import Settings
@@ -95,6 +96,27 @@ def start(settings: Settings, model_name: str, version: str | None) -> TriggerRe
     return trigger_promotion(settings, model_name, resolve_version(settings, model_name, version))
 
 
+def approver_of_job(settings: Settings, workflow_id: str, job_name: str) -> str:
+    """Who approved the CircleCI approval job ``job_name`` of this workflow (their login).
+
+    Read from CircleCI's API, never from ``$CIRCLE_USERNAME`` (the user who triggered the
+    pipeline, often a bot or the webhook). There is no fallback: when the API cannot say
+    who approved, the job fails and nothing is approved, because an approval recorded
+    under the wrong name is worse than a job to re-run (the run keeps waiting).
+
+    Raises:
+        IndexPairError: no workflow id, no token, the API unreadable, or the job not
+            approved.
+    """
+    if not workflow_id.strip():
+        raise IndexPairError(
+            "no CircleCI workflow id (CIRCLE_WORKFLOW_ID is empty); cannot read who "
+            f"approved {job_name!r}"
+        )
+    with CircleCiGateway(settings) as circleci:
+        return circleci.approver(workflow_id.strip(), job_name)
+
+
 def approve(settings: Settings, flow_run_id: str, approver: str, comment: str) -> RunSnapshot:
     """Resume a waiting run with an approval; a run decided already (in the Prefect UI)
     is left as it is.
@@ -106,7 +128,7 @@ def approve(settings: Settings, flow_run_id: str, approver: str, comment: str) -
         IndexPairError: no approver, or the run does not exist.
     """
     if not approver.strip():
-        raise IndexPairError("an approval needs an approver name (CIRCLE_USERNAME is empty)")
+        raise IndexPairError("an approval needs an approver name (--approver or --approval-job)")
     with prefect_api.prefect_api(settings):
         snap = prefect_api.snapshot(settings, flow_run_id)
         if not snap.awaiting_approval:

@@ -10,6 +10,8 @@ Answers (MLflow retries only 429 and 5xx, so every refusal is a 4xx):
 
 | request | status |
 | --- | --- |
+| ``Content-Length`` or the body over ``INDEXPAIR_WEBHOOK_MAX_BODY_BYTES`` (64 KiB) | 413 |
+| content type not ``application/json`` | 415 |
 | signature header missing or wrong | 401 |
 | timestamp or delivery-id header missing, timestamp not Unix seconds | 400 |
 | timestamp more than ``INDEXPAIR_WEBHOOK_MAX_AGE_S`` (300) away from now | 401 |
@@ -17,6 +19,11 @@ Answers (MLflow retries only 429 and 5xx, so every refusal is a 4xx):
 | body not a JSON object | 400 |
 | another event, another alias, a model not in ``INDEXPAIR_TRIGGER_MODELS`` | 200 ignored |
 | ``model_version_alias.created`` for the staging alias of a configured model | 202 accepted |
+
+Every header is checked before the body is read, and the body is read in chunks that are
+counted, so an unsigned or oversized request costs at most ``INDEXPAIR_WEBHOOK_MAX_BODY_BYTES``
+of memory whatever its ``Content-Length`` says. The delivery log (SQLite) is written in a
+worker thread, off the event loop.
 
 Accepted deliveries are handed to a background thread after the answer is sent, which
 starts the promote deployment (through :func:`indexpair.triggers.trigger_promotion`,
@@ -36,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -92,20 +100,41 @@ def _refuse(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"status": "refused", "reason": reason}, status_code=status)
 
 
+def check_headers(settings: Settings, headers: dict[str, str]) -> JSONResponse | None:
+    """Everything that can be refused before the body is read: size, content type, and
+    the presence and shape of the delivery headers; a refusal, or None."""
+    length = headers.get("content-length", "")
+    if length and (not length.isdigit() or int(length) > settings.webhook_max_body_bytes):
+        return _too_large(settings, length[:20])
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return _refuse(415, f"content type {content_type[:60]!r} is not 'application/json'")
+    if not headers.get(SIGNATURE_HEADER.lower(), ""):
+        return _refuse(401, f"missing {SIGNATURE_HEADER} header")
+    stamp = headers.get(TIMESTAMP_HEADER.lower(), "")
+    if not headers.get(DELIVERY_HEADER.lower(), "") or not stamp:
+        return _refuse(400, f"missing {DELIVERY_HEADER} or {TIMESTAMP_HEADER} header")
+    if not stamp.isdigit():
+        return _refuse(400, f"{TIMESTAMP_HEADER} {stamp[:40]!r} is not Unix seconds")
+    return None
+
+
+def _too_large(settings: Settings, size: str) -> JSONResponse:
+    limit = settings.webhook_max_body_bytes
+    return _refuse(413, f"body of {size} bytes is over the limit of {limit} bytes")
+
+
 def authenticate(
     settings: Settings, headers: dict[str, str], body: bytes, now: float
 ) -> JSONResponse | None:
     """Check the delivery's headers and signature; a refusal, or None when it is genuine."""
     assert settings.webhook_secret is not None
-    delivery_id = headers.get(DELIVERY_HEADER.lower(), "")
-    stamp = headers.get(TIMESTAMP_HEADER.lower(), "")
-    sent = headers.get(SIGNATURE_HEADER.lower(), "")
-    if not sent:
-        return _refuse(401, f"missing {SIGNATURE_HEADER} header")
-    if not delivery_id or not stamp:
-        return _refuse(400, f"missing {DELIVERY_HEADER} or {TIMESTAMP_HEADER} header")
-    if not stamp.isdigit():
-        return _refuse(400, f"{TIMESTAMP_HEADER} {stamp[:40]!r} is not Unix seconds")
+    refusal = check_headers(settings, headers)
+    if refusal is not None:
+        return refusal
+    delivery_id = headers[DELIVERY_HEADER.lower()]
+    stamp = headers[TIMESTAMP_HEADER.lower()]
+    sent = headers[SIGNATURE_HEADER.lower()]
     expected = signature(settings.webhook_secret.get_secret_value(), delivery_id, stamp, body)
     if not hmac.compare_digest(expected.encode(), sent.encode()):
         return _refuse(401, f"bad signature for delivery {delivery_id[:64]!r}")
@@ -115,6 +144,18 @@ def authenticate(
             401, f"timestamp {stamp} is {age:.0f} s old (limit {settings.webhook_max_age_s} s)"
         )
     return None
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The body, counted chunk by chunk; None as soon as it passes ``limit`` bytes (a
+    missing or false ``Content-Length`` does not get a larger body read)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_event(body: bytes) -> tuple[str, dict[str, Any]] | None:
@@ -179,13 +220,18 @@ def create_app(settings: Settings) -> Starlette:
     deliveries = DeliveryLog(settings.state_dir / "webhook" / "deliveries.sqlite")
 
     async def receive(request: Request) -> JSONResponse:
-        body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        refusal = check_headers(settings, headers)
+        if refusal is not None:
+            return refusal
+        body = await read_body(request, settings.webhook_max_body_bytes)
+        if body is None:
+            return _too_large(settings, f"more than {settings.webhook_max_body_bytes}")
         refusal = authenticate(settings, headers, body, time.time())
         if refusal is not None:
             return refusal
         delivery_id = headers[DELIVERY_HEADER.lower()]
-        if not deliveries.claim(delivery_id):
+        if not await anyio.to_thread.run_sync(deliveries.claim, delivery_id):
             return _refuse(409, f"delivery {delivery_id[:64]!r} was received before")
         parsed = parse_event(body)
         if parsed is None:

@@ -20,6 +20,7 @@ from indexpair import faults
 from indexpair.approval import ApprovalBinding, mismatches, report_digest
 from indexpair.errors import ApprovalMismatch, ApprovedNotSwitched, ValidationFailed
 from indexpair.gateways.mlflow import ModelVersionRef
+from indexpair.notifications import describe_run
 from indexpair.settings import Settings
 from tasks.collections import BuildPin, record_approval, record_validation
 from tasks.promotion import SwitchResult, promote_pair, reject_build
@@ -145,11 +146,18 @@ def decide_and_switch(
     the run is a promotion; MLflow trouble after that is a warning.
     """
     binding = binding_of(build)
+    run_id = str(flow_run.id)
+    verdict = ValidationReport.model_validate_json(build.report).summary() if build.report else ""
+    describe_run(run_id, candidate=build.name, verdict=verdict)  # for the notifications
     decision = auto or ask(settings, binding, description, timeout_s)
     if not decision.approve:
         reason = f"denied by {decision.approver}: {decision.comment or 'no comment'}"
+        describe_run(run_id, decision=reason)
         reject_build(settings, build.name, build.ref, reason)
         return Completed(name="Denied", message=reason)
+    describe_run(
+        run_id, decision=f"approved by {decision.approver}: {decision.comment or 'no comment'}"
+    )
     faults.crash_point("approval.verified")
     record_approval(settings, build.name, decision.approver)
     try:

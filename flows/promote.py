@@ -8,6 +8,7 @@ from prefect.states import State
 
 from flows.approval import PromotionResult, decide_and_switch, validated
 from indexpair import faults
+from indexpair.notifications import describe_run
 from indexpair.pair import check_name
 from indexpair.settings import load_settings
 from tasks.collections import (
@@ -62,6 +63,7 @@ def promote(
     run_id = str(flow_run.id)
     reap_abandoned_builds(settings, run_id)
     build = pin_build(settings, run_id, alias, model_name, model_version)
+    describe_run(run_id, model=f"{build.ref.name} v{build.ref.version}", alias=alias)
     if build.approved:  # resumed after the approval: only the (idempotent) switch is left
         return decide_and_switch(settings, alias, build, "", approval_timeout_s)
     try:

@@ -17,6 +17,7 @@ from flows.approval import (
 )
 from indexpair import faults
 from indexpair.errors import PairNotFound
+from indexpair.notifications import describe_run
 from indexpair.pair import check_name
 from indexpair.settings import load_settings
 from tasks.collections import (
@@ -87,6 +88,7 @@ def refresh(
     alias = check_name(alias or settings.production_alias, "alias name")
     reap_abandoned_builds(settings, run_id)
     build = pin_refresh(settings, run_id, alias)
+    describe_run(run_id, model=f"{build.ref.name} v{build.ref.version}", alias=alias)
     if build.approved:  # resumed after the approval: only the (idempotent) switch is left
         return decide_and_switch(settings, alias, build, "", approval_timeout_s)
     if build.baseline is None:

@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     )
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8000, ge=1, le=65535)
+    serve_max_query_chars: int = Field(
+        1000, ge=1, le=100_000, description="Longest query text `/search` accepts (422 above)"
+    )
     query_log_size: int = Field(
         1000, ge=0, description="Recent live queries the service keeps for shadow checks; 0: none"
     )
@@ -195,10 +198,18 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_target: Literal["prefect", "circleci"] = "prefect"
     webhook_max_age_s: int = Field(300, ge=1)
+    webhook_max_body_bytes: int = Field(
+        65_536, ge=1024, description="Largest delivery body the webhook receiver reads (413 above)"
+    )
     circleci_api_url: str = "https://circleci.com"
     circleci_project_slug: str | None = None
     circleci_branch: str = "main"
     circleci_token: SecretStr | None = None
+    notify_url: SecretStr | None = Field(
+        None,
+        description="Webhook (Slack-compatible JSON) that hears when a promotion awaits "
+        "approval, is denied, fails or is promoted (indexpair.notifications)",
+    )
 
     @field_validator(
         "milvus_token",
@@ -211,6 +222,13 @@ class Settings(BaseSettings):
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a placeholder value; set the real secret or leave it unset")
+        return value
+
+    @field_validator("notify_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlparse(value.get_secret_value()).scheme not in {"http", "https"}:
+            raise ValueError("is not an http:// or https:// URL")
         return value
 
     @field_validator("state_dir")
@@ -227,6 +245,11 @@ class Settings(BaseSettings):
     def flow_run_url(self, flow_run_id: str) -> str:
         """Link to a flow run in the Prefect UI."""
         return f"{self.prefect_ui_url}/runs/flow-run/{flow_run_id}"
+
+    @property
+    def milvus_password_path(self) -> Path:
+        """The root password the local standalone Milvus backend generates (mode 0600)."""
+        return self.state_dir / "milvus-standalone" / "root-password"
 
     @property
     def query_log_path(self) -> Path:
@@ -256,6 +279,8 @@ SECRET_NAMES = {
     "INDEXPAIR_CIRCLECI_TOKEN",
     "webhook_secret",
     "circleci_token",
+    "INDEXPAIR_NOTIFY_URL",
+    "notify_url",
 }
 
 

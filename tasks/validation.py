@@ -70,6 +70,21 @@ class ValidationReport(BaseModel):
         """True when no threshold or regression check failed."""
         return not self.failures
 
+    def summary(self) -> str:
+        """The verdict in one line (for notifications): the figures, and the live pair's."""
+        c, k = self.candidate, self.k
+        line = (
+            f"recall@{k} {c.recall_at_k:.3f}, MRR {c.mrr:.3f}, nDCG@{k} {c.ndcg_at_k:.3f} "
+            f"on {c.queries} golden queries"
+        )
+        if self.live is not None:
+            live = self.live
+            line += (
+                f" (live {self.live_model or self.live_collection}: {live.recall_at_k:.3f}, "
+                f"{live.mrr:.3f}, {live.ndcg_at_k:.3f})"
+            )
+        return ("passed: " if self.passed else f"failed ({'; '.join(self.failures)}): ") + line
+
 
 class GoldenSet(BaseModel):
     """All golden queries of one file."""

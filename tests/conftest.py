@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from indexpair.settings import Settings, load_settings
+from tests.support.notify import NotifyReceiver, notify_receiver
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_DIR / "demo" / "data"
@@ -25,9 +26,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Start the whole embedded stack once per session, on free ports; always stop it."""
-    with local_stack(tmp_path_factory.mktemp("indexpair-state")) as settings:
+def notified() -> Iterator[NotifyReceiver]:
+    """The webhook the stack's approval notifications go to (INDEXPAIR_NOTIFY_URL)."""
+    with notify_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def stack_settings(
+    tmp_path_factory: pytest.TempPathFactory, notified: NotifyReceiver
+) -> Iterator[Settings]:
+    """Start the whole embedded stack once per session, on free ports; always stop it.
+
+    Its promotions notify a local receiver (`notified`), as a team's Slack would be.
+    """
+    state = tmp_path_factory.mktemp("indexpair-state")
+    with local_stack(state, INDEXPAIR_NOTIFY_URL=notified.url) as settings:
         yield settings
 
 
@@ -156,11 +170,12 @@ def s3_source(stack_settings: Settings) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def standalone_milvus_uri(
+def standalone_milvus(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A real Milvus 2.3 standalone server (the `milvus` package), started once per session
-    on free ports, only when a test asks for it; always stopped."""
+) -> Iterator[Settings]:
+    """A real Milvus 2.3 standalone server (the `milvus` package), authentication on, started
+    once per session on free ports, only when a test asks for it; always stopped. Yields
+    the settings of a stack whose Milvus it is (its root password in their state dir)."""
     from indexpair import stack
 
     state = tmp_path_factory.mktemp("milvus-standalone-state")
@@ -173,7 +188,7 @@ def standalone_milvus_uri(
     )
     try:
         stack.up(settings, PROJECT_DIR, services=["milvus"])
-        yield settings.milvus_uri
+        yield settings
     finally:
         stack.down(settings)
 
@@ -182,10 +197,17 @@ def standalone_milvus_uri(
 def milvus_backend(request: pytest.FixtureRequest, stack_settings: Settings) -> Settings:
     """The session's settings pointed at Milvus Lite (the stack's) or at the real server.
 
-    Only ``milvus_uri`` differs; indexpair passes its settings to everything it starts
-    (Ray actors included), so the whole test talks to that backend.
+    Only ``milvus_uri`` and ``milvus_token`` differ; indexpair passes its settings to
+    everything it starts (Ray actors included), so the whole test talks to that backend.
     """
+    from pydantic import SecretStr
+
+    from indexpair.gateways.milvus import auth_token
+
     if request.param == "lite":
         return stack_settings
-    uri = request.getfixturevalue("standalone_milvus_uri")
-    return stack_settings.model_copy(update={"milvus_uri": uri})
+    server: Settings = request.getfixturevalue("standalone_milvus")
+    token = SecretStr(auth_token(server))
+    return stack_settings.model_copy(
+        update={"milvus_uri": server.milvus_uri, "milvus_token": token}
+    )

@@ -1,4 +1,5 @@
-"""The CircleCI API gateway: trigger the promotion pipeline (API v2)."""
+"""The CircleCI API gateway (API v2): trigger the promotion pipeline, and read who approved
+an approval job."""
 
 from __future__ import annotations
 
@@ -52,6 +53,78 @@ class CircleCiGateway:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _headers(self, what: str) -> dict[str, str]:
+        if self.settings.circleci_token is None:
+            raise ConfigError(f"INDEXPAIR_CIRCLECI_TOKEN is not set; needed to {what}")
+        return {
+            "Circle-Token": self.settings.circleci_token.get_secret_value(),
+            "Accept": "application/json",
+        }
+
+    def _get(self, path: str, what: str, params: dict[str, str] | None = None) -> Any:
+        """GET one API v2 resource; its JSON answer.
+
+        Raises:
+            IndexPairError: unreachable, or an answer other than 200 (status and answer
+                quoted; the token never is).
+        """
+        base = self.settings.circleci_api_url.rstrip("/")
+        try:
+            response = self.http.get(
+                f"{base}/api/v2/{path}", headers=self._headers(what), params=params
+            )
+        except httpx.HTTPError as exc:
+            raise IndexPairError(
+                f"CircleCI API at {self.settings.circleci_api_url} is unreachable "
+                f"({type(exc).__name__}); cannot {what}"
+            ) from None
+        if response.status_code != 200:
+            raise IndexPairError(
+                f"CircleCI answered GET /api/v2/{path} with HTTP {response.status_code} "
+                f"{response.text[:300]!r}; cannot {what}"
+            )
+        return response.json()
+
+    def approver(self, workflow_id: str, job_name: str) -> str:
+        """The login of the person who approved the approval job ``job_name`` of a workflow.
+
+        Reads the workflow's jobs (the approval job carries ``approved_by``, a user id),
+        then that user.
+
+        Raises:
+            ConfigError: no token is configured.
+            IndexPairError: the API cannot be read, the workflow has no such approval job,
+                or the job is not approved (yet).
+        """
+        what = f"read who approved {job_name!r}"
+        jobs: list[dict[str, Any]] = []
+        page: str | None = None
+        while True:
+            answer = self._get(
+                f"workflow/{workflow_id}/job", what, {"page-token": page} if page else None
+            )
+            jobs.extend(answer.get("items") or [])
+            page = answer.get("next_page_token")
+            if not page:
+                break
+        found = [j for j in jobs if j.get("name") == job_name and j.get("type") == "approval"]
+        if not found:
+            names = sorted(str(j.get("name")) for j in jobs)
+            raise IndexPairError(
+                f"workflow {workflow_id} has no approval job {job_name!r} (its jobs: {names})"
+            )
+        user_id = found[0].get("approved_by")
+        if not user_id:
+            raise IndexPairError(
+                f"approval job {job_name!r} of workflow {workflow_id} is not approved "
+                f"(status {found[0].get('status')!r})"
+            )
+        user = self._get(f"user/{user_id}", what)
+        login = str(user.get("login") or "").strip()
+        if not login:
+            raise IndexPairError(f"CircleCI user {user_id} has no login: {user!r}")
+        return login
+
     def trigger_pipeline(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """Trigger a pipeline with these pipeline parameters; return CircleCI's answer
         (``id``, ``number``, ``state``, ``created_at``).
@@ -62,14 +135,8 @@ class CircleCiGateway:
                 answer quoted; the token never is).
         """
         settings = self.settings
-        if settings.circleci_token is None:
-            raise ConfigError("INDEXPAIR_CIRCLECI_TOKEN is not set; needed to trigger CircleCI")
+        headers = self._headers("trigger CircleCI") | {"Content-Type": "application/json"}
         url, body = pipeline_request(settings, parameters)
-        headers = {
-            "Circle-Token": settings.circleci_token.get_secret_value(),
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
         try:
             response = self.http.post(url, json=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -63,6 +63,18 @@ def _retrying(call: Callable[[], T], what: str, attempts: int = RETRY_ATTEMPTS) 
     raise AssertionError("unreachable")
 
 
+def auth_token(settings: Settings) -> str:
+    """The token sent to Milvus: ``MILVUS_TOKEN``; else, for the local standalone backend
+    (``INDEXPAIR_MILVUS_BACKEND=standalone``), ``root:`` and the password it generated in
+    the state directory; else none (Milvus Lite takes any)."""
+    if settings.milvus_token is not None:
+        return settings.milvus_token.get_secret_value()
+    path = settings.milvus_password_path
+    if settings.milvus_backend == "standalone" and path.is_file():
+        return "root:" + path.read_text(encoding="ascii").strip()
+    return ""
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Connection arguments of every MilvusClient indexpair opens: URI, token, timeout, TLS.
 
@@ -71,7 +83,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
     """
     options: dict[str, Any] = {
         "uri": settings.milvus_uri,
-        "token": settings.milvus_token.get_secret_value() if settings.milvus_token else "",
+        "token": auth_token(settings),
         "timeout": settings.milvus_timeout_s,
     }
     if settings.milvus_secure or settings.milvus_uri.startswith("https://"):

@@ -2,11 +2,16 @@
 
 Endpoints: ``GET /search?q=&k=`` (hits and the pair that answered), ``GET /pair`` (the
 pair behind the alias now), ``GET /healthz`` and ``GET /metrics`` (Prometheus).
+
+What a client sees of a failure is generic: a short reason and an error id. The detail
+(exception, Milvus URI) goes to the service's log under the same id, without the query
+text, so an operator can match the two and a caller learns nothing about the inside.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +19,7 @@ from typing import Any
 
 import grpc
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,7 +32,7 @@ from prometheus_client import (
 )
 from pymilvus import MilvusException
 
-from indexpair.errors import IndexPairError, PairNotFound
+from indexpair.errors import IndexPairError, MilvusUnavailable, PairNotFound
 from indexpair.serving.query import PairSearcher, PairTarget, SearchResponse
 from indexpair.serving.query_log import QueryLog
 from indexpair.settings import Settings
@@ -126,23 +132,22 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         return request.app.state.searcher  # type: ignore[no-any-return]
 
     @app.get("/search")
-    def search(request: Request, q: str = "", k: int = Query(10)) -> Any:
+    def search(
+        request: Request,
+        q: str = Query("", max_length=settings.serve_max_query_chars),
+        k: int = Query(10, ge=1, le=MAX_K),
+    ) -> Any:
         """Top-k hits for ``q``, with the pair (alias, collection, model) that answered."""
         if not q.strip():
             metrics.requests.labels("400").inc()
             raise HTTPException(400, f"q must be a non-empty query text (got {q!r})")
-        if not 1 <= k <= MAX_K:
-            metrics.requests.labels("422").inc()
-            raise HTTPException(422, f"k must be between 1 and {MAX_K} (got {k})")
         s = _searcher(request)
         started = time.perf_counter()
         try:
             response = s.search(q, k)
-        except PairNotFound as exc:
-            return _failure(metrics, 503, exc)
         except (IndexPairError, MilvusException, grpc.RpcError) as exc:
-            log.exception("search %r failed", q)
-            return _failure(metrics, 500, exc)
+            code = 503 if isinstance(exc, PairNotFound) else 500
+            return _failure(metrics, code, exc, s.alias, "search")
         took = time.perf_counter() - started
         metrics.latency.observe(took)
         metrics.requests.labels("200").inc()
@@ -151,6 +156,11 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         queries.append(q, k, response.collection, response.model_version)
         return {"query": q, "k": k, "took_ms": round(took * 1000, 2), **response.model_dump()}
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.requests.labels("422").inc()
+        return JSONResponse({"detail": _validation_details(exc)}, status_code=422)
+
     @app.get("/pair")
     def pair(request: Request) -> Any:
         """The pair behind the alias right now, and the model versions held in memory."""
@@ -158,7 +168,9 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         try:
             t = s.target()
         except PairNotFound as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=404)
+            error_id = _log_failure(exc, "pair")
+            detail = f"alias {s.alias!r} resolves to no pair"
+            return JSONResponse({"detail": detail, "error_id": error_id}, status_code=404)
         loaded = [f"{name} v{version}" for name, version in s.models.loaded()]
         return {**_pair_json(s, t), "loaded_models": loaded}
 
@@ -169,7 +181,11 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         try:
             t = s.target()
         except (IndexPairError, MilvusException, grpc.RpcError) as exc:
-            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+            error_id = _log_failure(exc, "health check")
+            return JSONResponse(
+                {"status": "unavailable", "detail": _reason(exc, s.alias), "error_id": error_id},
+                status_code=503,
+            )
         return {"status": "ok", "alias": s.alias, "collection": t.collection}
 
     @app.get("/metrics")
@@ -190,10 +206,52 @@ def _warm(searcher: PairSearcher) -> None:
         log.warning("no pair to serve yet: %s", exc)
 
 
-def _failure(metrics: Metrics, code: int, exc: Exception) -> JSONResponse:
+def _reason(exc: Exception, alias: str) -> str:
+    """What a client is told about a failure: its kind, never a URI or an exception text."""
+    if isinstance(exc, PairNotFound):
+        return f"alias {alias!r} resolves to no pair right now"
+    if isinstance(exc, MilvusUnavailable | MilvusException | grpc.RpcError):
+        return "the vector database is unavailable"
+    return "internal error"
+
+
+def _log_failure(exc: Exception, what: str) -> str:
+    """Log a failure's detail (never the query text) under a new short error id; a
+    missing pair is a warning without a traceback, anything else an error with one."""
+    error_id = secrets.token_hex(6)
+    expected = isinstance(exc, PairNotFound)
+    log.log(
+        logging.WARNING if expected else logging.ERROR,
+        "%s failed [error id %s]: %s: %s", what, error_id, type(exc).__name__, exc,
+        exc_info=not expected,
+    )  # fmt: skip
+    return error_id
+
+
+def _failure(metrics: Metrics, code: int, exc: Exception, alias: str, what: str) -> JSONResponse:
     metrics.requests.labels(str(code)).inc()
     metrics.errors.labels(type(exc).__name__).inc()
-    return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=code)
+    error_id = _log_failure(exc, what)
+    body = {"detail": f"{_reason(exc, alias)} (error id {error_id})", "error_id": error_id}
+    return JSONResponse(body, status_code=code)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's 422 details with the offending value shortened: a 1 MB ``q`` is not
+    echoed back, its length is."""
+    details = []
+    for err in exc.errors():
+        value = err.get("input")
+        shown = f"{len(value)} characters" if isinstance(value, str) and len(value) > 40 else value
+        name = ".".join(str(part) for part in err.get("loc", ())[1:]) or "request"
+        details.append(
+            {
+                "loc": list(err.get("loc", ())),
+                "type": err.get("type"),
+                "msg": f"{name}: {err.get('msg')} (got {shown})",
+            }
+        )
+    return details
 
 
 def serve(settings: Settings, alias: str | None = None, ttl_s: float | None = None) -> None:

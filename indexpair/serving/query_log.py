@@ -1,16 +1,20 @@
 """A small, bounded log of the live queries the search service answered (JSON lines).
 
 The promote flow reads a sample of it to compare the live pair and a candidate on real
-traffic before anyone approves the candidate.
+traffic before anyone approves the candidate. It holds what users searched for, so the
+file is readable by its owner only (mode 0600, also enforced on a file found in place).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+PRIVATE = 0o600
 
 
 class QueryLog:
@@ -42,16 +46,25 @@ class QueryLog:
         with self._lock:
             if self._count is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path.exists():
+                    os.chmod(self.path, PRIVATE)  # a log written before, with a looser mode
                 self._count = len(_lines(self.path))
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
+            _write_private(self.path, line + "\n", os.O_APPEND)
             self._count += 1
             if self._count >= 2 * self.max_entries:
                 keep = _lines(self.path)[-self.max_entries :]
                 tmp = self.path.with_suffix(".tmp")
-                tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+                tmp.unlink(missing_ok=True)  # created afresh below, with mode 0600
+                _write_private(tmp, "".join(x + "\n" for x in keep), os.O_EXCL)
                 tmp.replace(self.path)
                 self._count = len(keep)
+
+
+def _write_private(path: Path, text: str, mode_flag: int) -> None:
+    """Write ``text`` to ``path``, creating it with mode 0600 (never world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode_flag, PRIVATE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _lines(path: Path) -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from indexpair import notifications
 from indexpair.errors import StackError
 from indexpair.settings import Settings
 from indexpair.stack import database, postgres, procs
@@ -209,6 +210,7 @@ def _deploy(settings: Settings, project_dir: Path) -> None:
             f" {project_dir}; check its prefect.yaml"
         )
     logger.info("deployments applied from %s", project_dir / "prefect.yaml")
+    notifications.apply(settings)  # automations that post to INDEXPAIR_NOTIFY_URL, if set
 
 
 def _running(settings: Settings) -> bool:

@@ -16,6 +16,13 @@ everything else on ports of its own, so several servers (and Milvus Lite) run si
 
 The gRPC servers of Milvus 2.3 listen on all interfaces (not configurable); etcd listens on
 127.0.0.1 only, and every component registers 127.0.0.1 as its address.
+
+Authentication is on (``common.security.authorizationEnabled``). Milvus 2.3 has no setting
+for the first root password (it is always ``Milvus``), so a password is generated once into
+``--password-file`` (mode 0600) and set through the API as soon as the server answers;
+clients use the token ``root:<password>`` (:func:`indexpair.gateways.milvus.auth_token`).
+Until it is set (a second or two after the first start, never after a restart) the
+server answers the default password.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -50,6 +60,7 @@ INTERNAL_PORTS = (
     "data_node_port",
 )
 GRACEFUL_STOP_S = 5  # the default (1800 s) makes SIGTERM hang
+DEFAULT_ROOT_PASSWORD = "Milvus"  # what Milvus 2.3 gives root on a fresh data dir
 
 
 def free_ports(count: int) -> list[int]:
@@ -136,6 +147,7 @@ def prepare(data: Path, port: int) -> tuple[list[str], dict[str, str]]:
     for key, value in {**ports, "proxy_port": port}.items():
         config.set(key, value)
     config.set("common.gracefulStopTimeout", GRACEFUL_STOP_S)
+    config.set("authorization_enabled", True)  # common.security.authorizationEnabled
     for component in COMPONENTS:
         config.set(f"{component}.ip", "127.0.0.1")
     config.write_config()  # configs/milvus.yaml
@@ -156,14 +168,67 @@ def prepare(data: Path, port: int) -> tuple[list[str], dict[str, str]]:
     return [str(executable), "run", "standalone"], env
 
 
+def root_password(path: Path) -> str:
+    """The root password kept in ``path``, generated (mode 0600) on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secrets.token_urlsafe(24))
+    logger.info("generated the Milvus root password in %s", path)
+    return path.read_text(encoding="ascii").strip()
+
+
+def _answers(uri: str, password: str) -> bool:
+    """Whether the server accepts root:``password`` (False also while it is not up: Milvus
+    2.3 refuses a wrong password as "server unavailable", so the two look the same)."""
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        client = MilvusClient(uri=uri, token=f"root:{password}", timeout=5, dedicated=True)
+    except MilvusException:
+        return False
+    client.close()
+    return True
+
+
+def set_root_password(port: int, password: str, server: subprocess.Popen[bytes]) -> None:
+    """Replace the default root password once the server answers (nothing to do after a
+    restart: the password is kept in Milvus's own metadata)."""
+    from pymilvus import MilvusClient
+
+    uri = f"http://127.0.0.1:{port}"
+    while server.poll() is None:
+        if _answers(uri, password):
+            logger.info("Milvus root password in place")
+            return
+        if _answers(uri, DEFAULT_ROOT_PASSWORD):
+            token = f"root:{DEFAULT_ROOT_PASSWORD}"
+            client = MilvusClient(uri=uri, token=token, timeout=10, dedicated=True)
+            try:
+                client.update_password("root", DEFAULT_ROOT_PASSWORD, password)
+            finally:
+                client.close()
+            logger.info("Milvus root password changed from the default")
+            return
+        time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve Milvus until SIGTERM/SIGINT; exit with the server's exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="data, config and log folder")
     parser.add_argument("--port", type=int, required=True, help="port clients connect to")
+    parser.add_argument(
+        "--password-file", type=Path, help="root password (generated); default DATA/root-password"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     data = args.data.expanduser().resolve()
+    password = root_password(args.password_file or data / "root-password")
     command, env = prepare(data, args.port)
     server = subprocess.Popen(command, env=env, cwd=data)  # noqa: S603 - our own argv
     logger.info("Milvus standalone (pid %d) serving on port %d", server.pid, args.port)
@@ -174,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    threading.Thread(
+        target=set_root_password, args=(args.port, password, server), daemon=True
+    ).start()
     code = server.wait()
     logger.info("Milvus standalone exited with status %d", code)
     return code

@@ -119,7 +119,9 @@ def _milvus_healthy(settings: Settings, port: int) -> bool:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
+    from indexpair.gateways.milvus import auth_token
+
+    token = auth_token(settings)
     try:
         client = MilvusClient(uri=settings.milvus_uri, token=token, timeout=5, dedicated=True)
         try:
@@ -177,6 +179,8 @@ def _milvus(settings: Settings, project_dir: Path) -> ServiceSpec:
             str(settings.state_dir / "milvus-standalone"),
             "--port",
             str(port),
+            "--password-file",
+            str(settings.milvus_password_path),
         ]  # fmt: skip
     else:
         argv = [

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from indexpair import notifications
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import MlflowRegistry
@@ -16,8 +18,9 @@ from indexpair.pair import PairState
 from indexpair.serving.query import PairSearcher
 from indexpair.settings import Settings
 from tasks.retention import reap_abandoned
-from tests.conftest import MODEL_NAME
+from tests.conftest import MODEL_NAME, free_port
 from tests.e2e.conftest import build_name, decide, promotion_params, start
+from tests.support.notify import NotifyReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -60,12 +63,20 @@ def task_states(settings: Settings, flow_run_id: str) -> dict[str, list[str]]:
 
 
 def test_approve_moves_alias_and_mirrors_mlflow(
-    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str]
+    stack_settings: Settings,
+    milvus: MilvusGateway,
+    demo_versions: dict[str, str],
+    notified: NotifyReceiver,
 ) -> None:
     alias = "e2e_approve"
     first = start(stack_settings, promotion_params(demo_versions["tfidf"], alias))
     assert first["state_type"] == "PAUSED", first
     v1 = build_name(first, demo_versions["tfidf"])
+    # The team's webhook hears that a person is needed: version, verdict, link.
+    model = f"{MODEL_NAME} v{demo_versions['tfidf']}"
+    waiting = notified.wait_for(first["id"], f"Approval needed: {model} (candidate {v1})")
+    assert "Validation: passed: recall@10 " in waiting
+    assert f"{stack_settings.prefect_ui_url}/runs/flow-run/{first['id']}" in waiting
     assert milvus.read_pair(v1).state == PairState.AWAITING_APPROVAL
     form = approval_form(stack_settings, first["id"])
     # The form is bound to this build: it names it, pre-filled, and the run checks it.
@@ -92,11 +103,20 @@ def test_approve_moves_alias_and_mirrors_mlflow(
     assert states["switch-alias"] == ["Completed"]
     assert milvus.read_pair(v1).state == PairState.LIVE
     assert milvus.read_pair(v1).approved_by == "pytest"
+    promoted = notified.wait_for(first["id"], f"Promoted: {model} is live behind {alias}")
+    assert "approved by pytest: from the e2e tests" in promoted
 
-    second = start(stack_settings, promotion_params(demo_versions["minilm"], alias))
-    v2 = build_name(second, demo_versions["minilm"])
-    done = decide(stack_settings, second, approve=True, approver="alice")
+    # A notification receiver that is down changes nothing for the promotion.
+    down = SecretStr(f"http://127.0.0.1:{free_port()}/hooks")
+    notifications.apply(stack_settings.model_copy(update={"notify_url": down}))
+    try:
+        second = start(stack_settings, promotion_params(demo_versions["minilm"], alias))
+        v2 = build_name(second, demo_versions["minilm"])
+        done = decide(stack_settings, second, approve=True, approver="alice")
+    finally:
+        notifications.apply(stack_settings)
     assert done["state_type"] == "COMPLETED", done
+    assert notified.about(second["id"]) == []
 
     assert milvus.alias_target(alias) == v2
     pair = milvus.read_pair(v2)
@@ -126,7 +146,11 @@ def test_approve_moves_alias_and_mirrors_mlflow(
 
 
 def test_deny_removes_candidate_and_keeps_alias(
-    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str], base_alias: str
+    stack_settings: Settings,
+    milvus: MilvusGateway,
+    demo_versions: dict[str, str],
+    base_alias: str,
+    notified: NotifyReceiver,
 ) -> None:
     live_before = milvus.alias_target(base_alias)
     snap = start(stack_settings, promotion_params(demo_versions["minilm"], base_alias))
@@ -141,10 +165,16 @@ def test_deny_removes_candidate_and_keeps_alias(
         tags = registry.version_tags(MODEL_NAME, demo_versions["minilm"])
     assert "denied by bob" in tags["indexpair.reject_reason"]
     assert tags["indexpair.rejected_collection"] == candidate
+    denied = notified.wait_for(snap["id"], f"Denied: {MODEL_NAME} v{demo_versions['minilm']}")
+    assert "denied by bob: from the e2e tests" in denied
 
 
 def test_broken_model_is_rejected_by_validation(
-    stack_settings: Settings, milvus: MilvusGateway, demo_versions: dict[str, str], base_alias: str
+    stack_settings: Settings,
+    milvus: MilvusGateway,
+    demo_versions: dict[str, str],
+    base_alias: str,
+    notified: NotifyReceiver,
 ) -> None:
     live_before = milvus.alias_target(base_alias)
     snap = start(stack_settings, promotion_params(demo_versions["broken"], base_alias))
@@ -157,6 +187,8 @@ def test_broken_model_is_rejected_by_validation(
         tags = registry.version_tags(MODEL_NAME, demo_versions["broken"])
     assert tags["indexpair.status"] == "rejected"
     assert "ValidationFailed" in tags["indexpair.reject_reason"]
+    failed = notified.wait_for(snap["id"], f"Failed: {MODEL_NAME} v{demo_versions['broken']}")
+    assert "production untouched" in failed and "ValidationFailed" in failed
 
 
 def test_approval_timeout_fails_run_and_build_is_cleaned(

@@ -122,6 +122,7 @@ def test_endpoints_as_a_user_meets_them(
         ({"q": "boots", "k": 0}, 422, "(got 0)"),
         ({"q": "boots", "k": 1000}, 422, "(got 1000)"),
         ({"q": "boots", "k": "ten"}, 422, "ten"),
+        ({"q": "boots " * 200, "k": 3}, 422, "at most 1000 characters (got 1200 characters)"),
     ]
     for params, code, fragment in cases:
         bad = httpx.get(f"{url}/search", params=params)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,15 @@ from indexpair.settings import Settings
 from indexpair.triggers import trigger_promotion
 from tests.conftest import MODEL_NAME
 from tests.e2e.conftest import TRIGGER_ALIAS, build_name, new_version_like
-from tests.support.circleci import JobResult, load_config, run_job
+from tests.support.circleci import JobResult, fake_circleci_api, load_config, run_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+@pytest.fixture()
+def exit_stack() -> Iterator[ExitStack]:
+    with ExitStack() as contexts:
+        yield contexts
 
 
 def wait_paused(settings: Settings, flow_run_id: str) -> dict[str, Any]:
@@ -74,6 +82,7 @@ def test_circleci_jobs_through_approval(
     demo_versions: dict[str, str],
     trigger_defaults: dict[str, Any],
     tmp_path: Path,
+    exit_stack: ExitStack,
 ) -> None:
     version = new_version_like(stack_settings, demo_versions["tfidf"])
     config = load_config()
@@ -83,6 +92,16 @@ def test_circleci_jobs_through_approval(
     }
     env = job_env(stack_settings)
     workspace = tmp_path / "workspace"
+    # CircleCI's API, as the approve job reads it: bob approved the approval job, while
+    # the pipeline was triggered by ci-alice ($CIRCLE_USERNAME).
+    circleci = exit_stack.enter_context(fake_circleci_api("circle-token-e2e-93b1"))
+    workflow = "8e9f1c4a-3b6d-4f0e-9a51-2c7d8e6f1b30"
+    circleci.approval(workflow, "hold-for-approval", "bob-approver", "user-bob")
+    env |= {
+        "CIRCLE_WORKFLOW_ID": workflow,
+        "INDEXPAIR_CIRCLECI_API_URL": circleci.url,
+        "INDEXPAIR_CIRCLECI_TOKEN": circleci.token,
+    }
 
     start = run_job(config, "start-promotion", pipeline, tmp_path / "start", workspace, env)
     assert start.returncode == 0, start.output
@@ -110,13 +129,13 @@ def test_circleci_jobs_through_approval(
     approve = run_job(config, "approve-promotion", pipeline, tmp_path / "approve", workspace, env)
     waiter.join(600)
     assert approve.returncode == 0, approve.output
-    assert "approval by 'ci-alice' sent" in approve.output
+    assert "approval by 'bob-approver' sent" in approve.output
     assert waited and waited[0].returncode == 0, waited[0].output if waited else "no result"
     assert "is Completed" in waited[0].output
 
     with MlflowRegistry(stack_settings) as registry:
         tags = registry.version_tags(MODEL_NAME, version)
-    assert tags["indexpair.approved_by"] == "ci-alice"
+    assert tags["indexpair.approved_by"] == "bob-approver"
     assert tags["indexpair.approval_comment"] == "approved in CircleCI pipeline 42"
     with MilvusGateway(stack_settings) as milvus:
         assert milvus.alias_target(TRIGGER_ALIAS) == build_name({"id": run_id}, version)

@@ -178,3 +178,52 @@ def test_prefect_down_is_logged_clearly(tmp_path: Path) -> None:
         "could not trigger product-embedder v11: Prefect API at http://127.0.0.1:9/api is" in text
     )
     assert SECRET not in text
+
+
+def _raw_answer(port: int, request: bytes, timeout_s: float = 5) -> bytes:
+    """Send ``request`` on a raw socket (headers, and maybe no body); the first bytes back."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        return sock.recv(4096)
+
+
+def test_size_and_headers_are_checked_before_the_body(
+    setup: dict[str, Any], circleci: Recorder
+) -> None:
+    big = json.dumps({**alias_event(MODEL, "staging", "12"), "pad": "x" * 100_000}).encode()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the receiver has to count
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    with receiver(setup["port"], setup["env"], setup["log"]) as url:
+        declared = post(url, big, signed(SECRET, big))
+        streamed = httpx.post(url, content=chunks(), headers=signed(SECRET, big), timeout=10)
+        text = json.dumps(alias_event(MODEL, "staging", "12")).encode()
+        plain = post(url, text, signed(SECRET, text) | {"Content-Type": "text/plain"})
+        # Headers that announce 10 MB and carry no signature, and then no body at all:
+        # the answer comes at once, without waiting for (or reading) the body.
+        started = time.perf_counter()
+        head = _raw_answer(
+            setup["port"],
+            b"POST /mlflow/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n",
+        )
+        unsigned_s = time.perf_counter() - started
+        huge = _raw_answer(
+            setup["port"],
+            b"POST /mlflow/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 10000000\r\n\r\n",
+        )
+        time.sleep(1)
+    assert declared.status_code == 413, declared.text
+    assert f"body of {len(big)} bytes is over the limit of 65536 bytes" in declared.text
+    assert streamed.status_code == 413, streamed.text
+    assert "more than 65536 bytes" in streamed.text
+    assert plain.status_code == 415 and "'text/plain' is not 'application/json'" in plain.text
+    assert head.startswith(b"HTTP/1.1 401") and b"missing X-MLflow-Signature" in head
+    assert unsigned_s < 2
+    assert huge.startswith(b"HTTP/1.1 413")
+    assert circleci.requests == []

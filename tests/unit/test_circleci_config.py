@@ -80,4 +80,7 @@ def test_jobs_install_the_project_and_pass_the_run_id(job: str) -> None:
     assert command.startswith("indexpair trigger ")
     assert "--run-id-file workspace/flow-run-id" in command
     if job == "approve-promotion":
-        assert '--approver "$CIRCLE_USERNAME"' in command
+        # The approver is read from the approval job (CircleCI's API), never taken from
+        # $CIRCLE_USERNAME, the user who triggered the pipeline.
+        assert "--approval-job hold-for-approval" in command
+        assert "CIRCLE_USERNAME" not in command
