@@ -100,11 +100,11 @@ def fit_tfidf_pipeline(texts: list[str], n_components: int = TFIDF_COMPONENTS) -
 
 
 class TfidfEmbedder(PythonModel):
-    """TF-IDF + SVD embeddings from a joblib-saved pipeline (artifact ``pipeline``)."""
+    """TF-IDF + SVD embeddings from a joblib-saved pipeline (artifact ``pipeline``).
 
-    # The explicit signature (embedder_signature) validates inputs; MLflow's type-hint
-    # wrapper would only warn that ``Any`` is no schema.
-    _skip_type_hint_validation = True
+    ``model_input`` carries no type hint on purpose: MLflow would derive a second
+    signature from it and warn; the explicit one (:func:`embedder_signature`) rules.
+    """
 
     def load_context(self, context: Any) -> None:
         """Load the pipeline from ``context.artifacts["pipeline"]``."""
@@ -113,7 +113,10 @@ class TfidfEmbedder(PythonModel):
         self.pipeline = joblib.load(context.artifacts["pipeline"])
 
     def predict(
-        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+        self,
+        context: Any,
+        model_input,
+        params: dict[str, Any] | None = None,
     ) -> np.ndarray:
         """Embed texts; returns L2-normalised float32 ``(n, dim)``."""
         texts = _as_texts(model_input)
@@ -127,8 +130,6 @@ class SentenceTransformerEmbedder(PythonModel):
     Uses CUDA with fp16 weights when available, else the CPU.
     """
 
-    _skip_type_hint_validation = True  # as for TfidfEmbedder
-
     def load_context(self, context: Any) -> None:
         """Load the model from ``context.artifacts["model_dir"]``."""
         import torch
@@ -140,7 +141,10 @@ class SentenceTransformerEmbedder(PythonModel):
             self.model.half()
 
     def predict(
-        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+        self,
+        context: Any,
+        model_input,
+        params: dict[str, Any] | None = None,
     ) -> np.ndarray:
         """Embed texts; ``params["batch_size"]`` overrides the batch size (64)."""
         texts = _as_texts(model_input)
