@@ -86,7 +86,9 @@ def register_versions(settings: Settings, source: Path) -> dict[str, str]:
     return versions
 
 
-def build_pair(settings: Settings, version: str, source: Path, build_id: str) -> str:
+def build_pair(
+    settings: Settings, version: str, source: Path, build_id: str, alias: str = ""
+) -> str:
     """Build, fill and load one pair with the promote flow's stage functions (no approval).
 
     Returns:
@@ -104,6 +106,8 @@ def build_pair(settings: Settings, version: str, source: Path, build_id: str) ->
     with MilvusGateway(settings) as milvus:
         if milvus.exists(name) and milvus.row_count(name) == summary.rows:
             milvus.ensure_loaded(name)
+            if alias:
+                milvus.update_pair(name, alias=alias)
             return name
     meta = PairMetadata(
         model_name=ref.name,
@@ -114,6 +118,10 @@ def build_pair(settings: Settings, version: str, source: Path, build_id: str) ->
         source_uri=summary.uri,
         source_fingerprint=summary.fingerprint,
         source_rows=summary.rows,
+        alias=alias,
+        metric=model.contract.metric,
+        query_prompt=model.contract.query_prompt,
+        document_prompt=model.contract.document_prompt,
     )
     create(settings, name, meta)
     embed_into(settings, spec, model, name, lambda done: None)

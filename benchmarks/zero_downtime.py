@@ -1,7 +1,7 @@
 """Zero-downtime benchmark: the search service under load while the alias switches.
 
-    python -m benchmarks.zero_downtime                 # ~3 min: own stack, 4 switches
-    python -m benchmarks.zero_downtime --switches 8 --interval 20 \
+    python -m benchmarks.zero_downtime                 # ~4 min: own stack, 10 switches
+    python -m benchmarks.zero_downtime --switches 12 --interval 20 \
         --source demo/data/products.parquet
     python -m benchmarks.zero_downtime --reuse-stack   # the stack named by MILVUS_URI etc.
 
@@ -11,8 +11,9 @@ subprocess, runs steady load from separate processes against it and, side by sid
 naive client (TF-IDF v1 loaded once, searching the alias directly), and switches the
 alias back and forth with the promote flow's locked compare-and-swap
 (``tasks.promotion.switch_alias``). Every answer is then checked independently
-(`indexpair.serving.consistency`). Writes ``OUT/zero_downtime.png`` and ``OUT/zero_downtime.json``
-and prints the summary table last.
+(`indexpair.serving.consistency`). Writes ``OUT/zero_downtime.png`` and
+``OUT/zero_downtime.json``, prints the tables and, last, one JSON line: errors, mixed
+answers, and the service's p99 during each switch over its p99 before it (median, max).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -64,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--source", default=str(DATA_DIR / "products_small.parquet"))
     p.add_argument("--alias", default="bench_zero_downtime")
-    p.add_argument("--switches", type=int, default=4, help="alias switches (default 4)")
+    p.add_argument("--switches", type=int, default=10, help="alias switches (default 10)")
     p.add_argument("--interval", type=float, default=12, help="seconds between switches")
     p.add_argument("--warmup", type=float, default=10, help="seconds of load before the first")
     p.add_argument("--tail", type=float, default=10, help="seconds of load after the last")
@@ -86,15 +88,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_pairs(settings: Settings, source: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Model versions and one built pair per role."""
+def build_pairs(
+    settings: Settings, source: Path, alias: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Model versions and one built pair per role, each a candidate for ``alias`` (so the
+    service pre-loads them as it would a promotion's candidates)."""
     import ray
 
     versions = register_versions(settings, source)
     # Stable across runs, so a reused stack reuses the pairs it already holds.
     tag = "b" + hashlib.sha256(str(source).encode()).hexdigest()[:8]
     pairs = {
-        role: build_pair(settings, versions[role], source, f"{tag}{i}")
+        role: build_pair(settings, versions[role], source, f"{tag}{i}", alias)
         for i, role in enumerate(("tfidf", "minilm", "tfidf_alt"))
     }
     ray.shutdown()
@@ -248,8 +253,8 @@ def summarize(
     switches: list[Switch],
     t0: float,
     out: Path,
-) -> list[Table]:
-    """Write the JSON figures and the plot; return the tables to print."""
+) -> tuple[list[Table], dict[str, Any]]:
+    """Write the JSON figures and the plot; return the tables to print and the summary."""
     by_client = {c: [r for r in records if r["client"] == c] for c in ("service", "naive")}
     overall = {c: stats(rs) for c, rs in by_client.items() if rs}
     per_switch = []
@@ -281,7 +286,25 @@ def summarize(
             f"{s['p50']:.1f}",
             f"{s['p99']:.1f}",
         )
-    return [switch_table(per_switch), summary]
+    return [switch_table(per_switch), summary], switch_ratios(per_switch, overall)
+
+
+def switch_ratios(per_switch: list[dict[str, Any]], overall: dict[str, Any]) -> dict[str, Any]:
+    """The service's p99 during each switch over its p99 before it; the summary line."""
+    ratios = [
+        row["service"]["during"]["p99"] / row["service"]["before"]["p99"]
+        for row in per_switch
+        if row.get("service") and row["service"]["before"]["p99"] > 0
+    ]
+    service = overall.get("service", {})
+    return {
+        "switches": len(per_switch),
+        "errors": int(service.get("errors", 0)),
+        "mixed": int(service.get("mixed", 0)),
+        "p99_ratio_median": round(float(np.median(ratios)), 3) if ratios else None,
+        "p99_ratio_max": round(float(max(ratios)), 3) if ratios else None,
+        "p99_ratios": [round(r, 2) for r in ratios],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     service = None
     try:
         log.info("building pairs on %s", args.source)
-        versions, pairs = build_pairs(settings, Path(args.source).resolve())
+        versions, pairs = build_pairs(settings, Path(args.source).resolve(), args.alias)
         log.info("pairs: %s", pairs)
         point(settings, args.alias, pairs["tfidf"])
         service, url = start_service(settings, args.alias, args.ttl, work / "service.log")
@@ -315,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             check_all(checker, records)
         finally:
             checker.close()
-        tables = summarize(args, records, switches, t0, out)
+        tables, ratios = summarize(args, records, switches, t0, out)
     finally:
         if service is not None:
             service.terminate()
@@ -333,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"plot: {out / 'zero_downtime.png'}   raw requests: {work}")
     for table in tables:
         console.print(table)
+    print(json.dumps(ratios), flush=True)
     return 0
 
 

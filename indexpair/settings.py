@@ -179,6 +179,18 @@ class Settings(BaseSettings):
     warm_switch: bool = Field(
         True, description="Answer from the previous pair until a new pair's model is loaded"
     )
+    query_batch_max: int = Field(
+        64, ge=1, le=1024, description="Concurrent queries answered as one batch; 1: no batching"
+    )
+    query_batch_wait_ms: float = Field(
+        2.0, ge=0, le=100, description="Longest a query waits for others to join its batch"
+    )
+    preload_interval_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="How often the service pre-loads candidates and the rollback pair; 0: never",
+    )
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8000, ge=1, le=65535)
     serve_max_query_chars: int = Field(

@@ -33,6 +33,7 @@ from prometheus_client import (
 from pymilvus import MilvusException
 
 from indexpair.errors import IndexPairError, MilvusUnavailable, PairNotFound
+from indexpair.serving.preload import Preloader
 from indexpair.serving.query import PairSearcher, PairTarget, SearchResponse
 from indexpair.serving.query_log import QueryLog
 from indexpair.settings import Settings
@@ -120,9 +121,12 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.searcher = searcher or PairSearcher(settings)
         _warm(app.state.searcher)
+        preloader = Preloader(app.state.searcher, settings.preload_interval_s)
+        preloader.start()  # candidates and the rollback pair, warm before any switch
         try:
             yield
         finally:
+            preloader.stop()
             app.state.searcher.close()
 
     app = FastAPI(title="indexpair search", lifespan=lifespan)

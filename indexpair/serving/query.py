@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import grpc
+import numpy as np
 from pydantic import BaseModel
 from pymilvus import MilvusException
 
@@ -22,6 +23,7 @@ from indexpair.errors import PairNotFound
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.models import encode_queries
 from indexpair.pair import PairMetadata, check_name
+from indexpair.serving.batching import MicroBatcher
 from indexpair.serving.model_cache import ModelCache
 from indexpair.settings import Settings
 
@@ -104,6 +106,15 @@ class PairSearcher:
         self._lock = threading.Lock()
         self._target: PairTarget | None = None
         self._loaded: set[str] = set()
+        self._batcher = (
+            MicroBatcher(
+                lambda batch: self._search_now([(r.text, r.k) for r in batch]),
+                settings.query_batch_max,
+                settings.query_batch_wait_ms,
+            )
+            if settings.query_batch_max > 1
+            else None
+        )
 
     @property
     def gateway(self) -> MilvusGateway:
@@ -170,6 +181,25 @@ class PairSearcher:
         t = self.target()
         return t.collection, t.pair
 
+    def list_pairs(self) -> list[tuple[str, PairMetadata]]:
+        """Every pair in Milvus (what the pre-loader chooses from)."""
+        return self._milvus(lambda g: g.list_pairs(), "list pairs")
+
+    def alias_collection(self) -> str | None:
+        """The collection behind the alias now, read from Milvus (no cache, no loading)."""
+        return self._milvus(lambda g: g.alias_target(self.alias), "alias lookup")
+
+    def warm(self, collection: str, pair: PairMetadata) -> None:
+        """Load a pair that may be switched to: its model (one warm-up encode) and its
+        collection (one warm-up search). It answers nothing until the alias points at it."""
+        with self.models.use(pair) as model:
+            vectors = encode_queries(model, pair, ["warm-up query"])
+        self._milvus(lambda g: g.ensure_loaded(collection), f"load {collection}")
+        with self._lock:
+            self._loaded.add(collection)
+        if vectors.any():
+            self._search_loaded(collection, vectors, 1)
+
     def model(self, pair: PairMetadata) -> Any:
         """The pair's model version, loaded once and cached (for one-off use)."""
         with self.models.use(pair) as model:
@@ -177,49 +207,74 @@ class PairSearcher:
 
     def search_in(self, t: PairTarget, text: str, k: int) -> SearchResponse:
         """Encode with the target's model and search the target's collection (no alias)."""
+        return self.search_many_in(t, [text], [k])[0]
+
+    def search_many_in(
+        self, t: PairTarget, texts: list[str], ks: list[int]
+    ) -> list[SearchResponse]:
+        """Several queries on one target: one forward pass, one Milvus search."""
         pair = t.pair
         with self.models.use(pair) as model:
-            vectors = encode_queries(model, pair, [text])
-        if not vectors.any():  # no word the model knows: nothing can match
-            hits: list[tuple[str, float]] = []
-        else:
-            hits = self._search_loaded(t.collection, vectors, k)
-        return SearchResponse(
-            alias=self.alias,
-            collection=t.collection,
-            model_name=pair.model_name,
-            model_version=pair.model_version,
-            hits=[Hit(id=i, score=s) for i, s in hits],
-        )
+            vectors = encode_queries(model, pair, texts)
+        known = np.linalg.norm(vectors, axis=1) > 0  # a query with no known word finds nothing
+        searched = self._search_loaded(t.collection, vectors[known], max(ks)) if known.any() else []
+        found = iter(searched)
+        hits = [next(found) if ok else [] for ok in known]
+        return [
+            SearchResponse(
+                alias=self.alias,
+                collection=t.collection,
+                model_name=pair.model_name,
+                model_version=pair.model_version,
+                hits=[Hit(id=i, score=s) for i, s in found_hits[:k]],
+            )
+            for found_hits, k in zip(hits, ks, strict=True)
+        ]
 
-    def _search_loaded(self, collection: str, vectors: Any, k: int) -> list[tuple[str, float]]:
+    def _search_loaded(
+        self, collection: str, vectors: Any, k: int
+    ) -> list[list[tuple[str, float]]]:
         """Search; a collection released since (a Milvus Lite restart) is loaded again once."""
         try:
-            return self._milvus(lambda g: g.search(collection, vectors, k), "search")[0]
+            return self._milvus(lambda g: g.search(collection, vectors, k), "search")
         except MilvusException as exc:
             if "not loaded" not in str(exc).lower():
                 raise
             log.warning("collection %s was released; loading it again", collection)
             self._milvus(lambda g: g.ensure_loaded(collection), f"load {collection}")
-            return self._milvus(lambda g: g.search(collection, vectors, k), "search")[0]
+            return self._milvus(lambda g: g.search(collection, vectors, k), "search")
 
     def search(self, text: str, k: int = 10) -> SearchResponse:
         """Encode ``text`` with the model of the pair behind the alias and search that pair.
 
+        Concurrent calls are micro-batched (``query_batch_max``, ``query_batch_wait_ms``):
+        one resolution of the alias, one forward pass and one Milvus call per batch, so
+        every response of a batch comes from the same pair.
+        """
+        if self._batcher is not None:
+            return self._batcher.submit(text, k)  # type: ignore[no-any-return]
+        return self._search_now([(text, k)])[0]
+
+    def _search_now(self, queries: list[tuple[str, int]]) -> list[SearchResponse]:
+        """Resolve the alias once and answer ``queries`` from that pair.
+
         A collection that vanished after a cached resolution (garbage-collected within
         the TTL) is resolved again once.
         """
+        texts, ks = [q for q, _ in queries], [k for _, k in queries]
         t = self.target()
         try:
-            return self.search_in(t, text, k)
+            return self.search_many_in(t, texts, ks)
         except (MilvusException, PairNotFound):
             if self.ttl_s <= 0 or self._milvus(lambda g: g.exists(t.collection), "exists"):
                 raise
             self._target = None
-            return self.search_in(self.target(), text, k)
+            return self.search_many_in(self.target(), texts, ks)
 
     def close(self) -> None:
-        """Release the Milvus connections."""
+        """Stop the batcher and release the Milvus connections."""
+        if self._batcher is not None:
+            self._batcher.close()
         for gateway in [*self._retired, self._gateway]:
             gateway.close()
         self._retired.clear()

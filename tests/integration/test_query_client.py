@@ -1,10 +1,12 @@
 """The query client against real Milvus (Lite, and for some tests a Milvus 2.3 server) and
-MLflow: errors, TTL, reconnect, model cache."""
+MLflow: errors, TTL, reconnect, model cache, micro-batching, pre-loading."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,10 +18,11 @@ from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.models import load_model
-from indexpair.pair import PairMetadata
+from indexpair.pair import PairMetadata, PairState
 from indexpair.serving.consistency import ConsistencyChecker
 from indexpair.serving.model_cache import ModelCache
-from indexpair.serving.query import PairSearcher
+from indexpair.serving.preload import Preloader
+from indexpair.serving.query import PairSearcher, PairTarget
 from indexpair.settings import Settings
 from tasks.promotion import switch_alias
 from tests.conftest import DATA_DIR, MODEL_NAME
@@ -284,3 +287,77 @@ def test_a_model_that_cannot_be_loaded_is_reported_not_hidden(
             _move(stack_settings, two_pairs[0])
             searcher.close()
             milvus.drop(name)
+
+
+def test_concurrent_queries_are_batched_and_every_answer_names_its_pair(
+    stack_settings: Settings, two_pairs: list[str]
+) -> None:
+    """Queries from many threads share forward passes while the alias moves back and
+    forth; each answer still comes whole from the one pair it names."""
+    batched = PairSearcher(stack_settings.model_copy(update={"query_batch_wait_ms": 20}), ALIAS)
+    single = PairSearcher(stack_settings.model_copy(update={"query_batch_max": 1}), ALIAS)
+    checker = ConsistencyChecker(stack_settings)
+    texts = [f"{w} {n}" for w in ("lamp", "boots", "kettle", "desk") for n in ("oak", "red", "xl")]
+    answers: list[Any] = []
+    stop = threading.Event()
+
+    def ask(text: str) -> None:
+        while not stop.is_set():
+            answers.append((text, batched.search(text, k=5)))
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
+    try:
+        for t in threads:
+            t.start()
+        for target in [two_pairs[1], two_pairs[0], two_pairs[1]]:
+            time.sleep(1.0)
+            _move(stack_settings, target)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        _move(stack_settings, two_pairs[0])
+    try:
+        batcher = batched._batcher
+        assert batcher is not None and batcher.batches < batcher.answered, "nothing batched"
+        assert {r.collection for _, r in answers} == set(two_pairs), "the alias never moved"
+        targets = {}
+        for text, r in answers:
+            hits = [(h.id, h.score) for h in r.hits]
+            verdict = checker.check(text, r.collection, r.model_name, r.model_version, hits)
+            assert verdict.ok, verdict.detail
+            targets.setdefault((text, r.collection), [h.id for h in r.hits])
+        # Batched or not, one pair gives one query the same hits.
+        for (text, collection), ids in list(targets.items())[:6]:
+            t = PairTarget(collection, single.gateway.read_pair(collection))
+            assert [h.id for h in single.search_in(t, text, 5).hits] == ids
+    finally:
+        batched.close()
+        single.close()
+        checker.close()
+
+
+def test_a_preloaded_candidate_answers_nothing_before_the_switch(
+    stack_settings: Settings, two_pairs: list[str]
+) -> None:
+    """The pre-loader warms the candidate (its model ready, its collection loaded); the
+    alias alone still decides, and right after the switch the candidate answers."""
+    live, candidate = two_pairs
+    searcher = PairSearcher(stack_settings, ALIAS)
+    try:
+        with MilvusGateway(stack_settings) as milvus:
+            milvus.update_pair(candidate, state=PairState.AWAITING_APPROVAL.value, alias=ALIAS)
+            pair = milvus.read_pair(candidate)
+        assert searcher.search("walnut desk lamp").collection == live
+        assert not searcher.models.is_ready(pair)
+        assert Preloader(searcher, 0).run_once() == [candidate]
+        assert searcher.models.is_ready(pair)
+        for _ in range(5):
+            assert searcher.search("walnut desk lamp").collection == live
+        _move(stack_settings, candidate)
+        # No warm switch needed: the first answer after the switch comes from it.
+        assert searcher.search("walnut desk lamp").collection == candidate
+    finally:
+        _move(stack_settings, live)
+        searcher.close()
