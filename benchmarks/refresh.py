@@ -179,7 +179,7 @@ def run(docs: int, changed: float, model: str) -> None:
             docs,
             refresh_times,
         )
-        unchanged = set(source_hashes(settings, spec)) - set(changes.to_embed)
+        unchanged = {i for i, _ in source_hashes(settings, spec)} - set(changes.to_embed)
         drift = _check_exact(
             settings, f"bench_v{version}_refr0001", unchanged, f"bench_v{version}_full0001"
         )

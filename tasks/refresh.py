@@ -9,6 +9,7 @@ vector equals what re-embedding the same text would give.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from prefect import task
@@ -57,19 +58,21 @@ class ChangeSet(BaseModel):
 
 def source_hashes(
     settings: Settings, spec: SourceSpec, fingerprint: str | None = None
-) -> dict[str, str]:
-    """Content hash of every source row's embedded text, by id (streamed from the source,
-    its pinned content when ``fingerprint`` is given)."""
-    hashes: dict[str, str] = {}
+) -> Iterator[tuple[str, str]]:
+    """(id, content hash of its embedded text) of every source row, streamed from the
+    source (its pinned content when ``fingerprint`` is given)."""
     for batch in iter_batches(settings, spec, fingerprint=fingerprint):
         ids = [str(i) for i in batch.column(spec.id_field).to_pylist()]
         texts = document_texts(batch, spec.text_fields)
-        hashes.update((i, content_hash(t)) for i, t in zip(ids, texts, strict=True))
-    return hashes
+        yield from zip(ids, (content_hash(t) for t in texts), strict=True)
 
 
-def live_hashes(gateway: MilvusGateway, collection: str) -> dict[str, str]:
-    """Content hash of every row of the live collection, by id.
+def live_hashes(gateway: MilvusGateway, collection: str) -> dict[str, int]:
+    """A compact digest of every live row's content hash, by id.
+
+    The digest is Python's 64-bit hash of the stored hash (ints, not 64-character
+    strings): both sides are digested in this one process, and a collision, at odds of
+    2^-64 per row, would only keep one changed row's old vector.
 
     Raises:
         BuildError: the collection was built without content hashes (before they existed).
@@ -80,23 +83,39 @@ def live_hashes(gateway: MilvusGateway, collection: str) -> dict[str, str]:
             "indexpair); refresh cannot tell changed rows apart: run a full promotion of "
             "the same model version instead (`indexpair promote --version N`)"
         )
-    hashes: dict[str, str] = {}
+    digests: dict[str, int] = {}
     for rows in gateway.iter_rows(collection):
-        hashes.update((str(r[ID_FIELD]), str(r[HASH_FIELD])) for r in rows)
-    if hashes and not all(hashes.values()):
-        raise BuildError(f"live collection {collection!r} has rows without a content hash")
-    return hashes
+        for r in rows:
+            if not r[HASH_FIELD]:
+                raise BuildError(f"live collection {collection!r} has rows without a content hash")
+            digests[str(r[ID_FIELD])] = hash(str(r[HASH_FIELD]))
+    return digests
 
 
-def diff(source: dict[str, str], live: dict[str, str], live_collection: str) -> ChangeSet:
-    """Classify every row as unchanged, new, changed or deleted."""
-    new = [i for i in source if i not in live]
-    changed = [i for i, h in source.items() if i in live and live[i] != h]
-    deleted = sorted(i for i in live if i not in source)
+def diff_stream(
+    source: Iterable[tuple[str, str]], live: dict[str, int], live_collection: str
+) -> ChangeSet:
+    """Classify every row as unchanged, new, changed or deleted as the source streams by.
+
+    Only the live side is held (as digests); ``live`` is consumed: each source row takes
+    its id out, and the ids left at the end are the deleted rows. Memory beyond that
+    grows with the changes, not with the source.
+    """
+    rows = 0
+    new: list[str] = []
+    changed: list[str] = []
+    for i, h in source:
+        rows += 1
+        was = live.pop(i, None)
+        if was is None:
+            new.append(i)
+        elif was != hash(h):
+            changed.append(i)
+    deleted = sorted(live)
     return ChangeSet(
         live_collection=live_collection,
-        source_rows=len(source),
-        unchanged=len(source) - len(new) - len(changed),
+        source_rows=rows,
+        unchanged=rows - len(new) - len(changed),
         new=len(new),
         changed=len(changed),
         deleted=len(deleted),
@@ -105,13 +124,19 @@ def diff(source: dict[str, str], live: dict[str, str], live_collection: str) -> 
     )
 
 
+def diff(source: dict[str, str], live: dict[str, str], live_collection: str) -> ChangeSet:
+    """:func:`diff_stream` over two plain maps (id → content hash)."""
+    digests = {i: hash(h) for i, h in live.items()}
+    return diff_stream(source.items(), digests, live_collection)
+
+
 def compare(
     settings: Settings, spec: SourceSpec, live_collection: str, fingerprint: str | None = None
 ) -> ChangeSet:
     """The change set between the source (pinned by ``fingerprint``) and the live collection."""
     with MilvusGateway(settings) as milvus:
         live = live_hashes(milvus, live_collection)
-    return diff(source_hashes(settings, spec, fingerprint), live, live_collection)
+    return diff_stream(source_hashes(settings, spec, fingerprint), live, live_collection)
 
 
 def check_reusable(live: PairMetadata, contract: ModelContract, live_collection: str) -> None:

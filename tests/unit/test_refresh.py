@@ -90,3 +90,22 @@ def test_live_vectors_are_reused_only_when_encoded_the_same_way(
     else:
         with pytest.raises(BuildError, match="its vectors cannot be reused, promote it instead"):
             check_reusable(live, contract, "m_v1_live0000")
+
+
+def test_the_source_streams_through_the_compare() -> None:
+    """The source side is a generator read once; only the live side is held (and used up)."""
+    from tasks.refresh import diff_stream
+
+    read = []
+
+    def source():  # type: ignore[no-untyped-def]
+        for i, h in [("a", "h1"), ("b", "changed"), ("e", "h5")]:
+            read.append(i)
+            yield i, h
+
+    live = {i: hash(h) for i, h in LIVE.items()}
+    changes = diff_stream(source(), live, "live_v1_abcd")
+    assert read == ["a", "b", "e"]
+    assert (changes.unchanged, changes.new, changes.changed, changes.deleted) == (1, 1, 1, 2)
+    assert changes.to_embed == ["b", "e"] and changes.deleted_ids == ["c", "d"]
+    assert live == {"c": hash("h3"), "d": hash("h4")}  # what is left are the deleted rows
