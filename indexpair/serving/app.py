@@ -1,7 +1,9 @@
 """The search service: an HTTP face for `PairSearcher`, served by ``indexpair serve``.
 
 Endpoints: ``GET /search?q=&k=`` (hits and the pair that answered), ``GET /pair`` (the
-pair behind the alias now), ``GET /healthz`` and ``GET /metrics`` (Prometheus).
+pair behind the alias now), ``GET /healthz`` and ``GET /metrics`` (Prometheus); the
+canary's ``POST /feedback`` (a click) and ``GET /canary`` (the evidence about a waiting
+candidate, see :mod:`indexpair.serving.canary`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from pydantic import BaseModel, Field
 from pymilvus import MilvusException
 
 from indexpair.errors import IndexPairError, PairNotFound
+from indexpair.serving.canary import Canary, FeedbackRefused
 from indexpair.serving.query import PairSearcher, PairTarget, SearchResponse
 from indexpair.serving.query_log import QueryLog
 from indexpair.settings import Settings
@@ -90,6 +94,13 @@ class Metrics:
         )
 
 
+class Click(BaseModel):
+    """A click reported to ``POST /feedback``."""
+
+    query_id: str = Field(min_length=1, description="The query id of the response")
+    hit_id: str = Field(min_length=1, description="The id of the clicked hit")
+
+
 def _pair_json(searcher: PairSearcher, t: PairTarget) -> dict[str, Any]:
     return {
         "alias": searcher.alias,
@@ -114,9 +125,12 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.searcher = searcher or PairSearcher(settings)
         _warm(app.state.searcher)
+        app.state.canary = Canary(settings, app.state.searcher, metrics.registry)
+        app.state.canary.start()
         try:
             yield
         finally:
+            app.state.canary.close()
             app.state.searcher.close()
 
     app = FastAPI(title="indexpair search", lifespan=lifespan)
@@ -126,8 +140,18 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         return request.app.state.searcher  # type: ignore[no-any-return]
 
     @app.get("/search")
-    def search(request: Request, q: str = "", k: int = Query(10)) -> Any:
-        """Top-k hits for ``q``, with the pair (alias, collection, model) that answered."""
+    def search(
+        request: Request,
+        q: str = "",
+        k: int = Query(10),
+        session: str = "",
+        interleave: bool = True,
+    ) -> Any:
+        """Top-k hits for ``q``, with the pair (alias, collection, model) that answered.
+
+        ``session`` (or the ``X-Session-Id`` header) may put the caller in the share of
+        sessions that get interleaved live + candidate hits; ``interleave=false`` opts out.
+        """
         if not q.strip():
             metrics.requests.labels("400").inc()
             raise HTTPException(400, f"q must be a non-empty query text (got {q!r})")
@@ -149,7 +173,29 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         metrics.answered_by(response)
         metrics.reconnects.set(s.reconnects)
         queries.append(q, k, response.collection, response.model_version)
-        return {"query": q, "k": k, "took_ms": round(took * 1000, 2), **response.model_dump()}
+        # The canary: a query id, maybe interleaved hits, maybe a shadow copy queued.
+        sid = session or request.headers.get("x-session-id", "")
+        extra = request.app.state.canary.answer(q, k, response, took, sid, interleave)
+        return {
+            "query": q,
+            "k": k,
+            "took_ms": round(took * 1000, 2),
+            **response.model_dump(),
+            **extra,
+        }
+
+    @app.post("/feedback")
+    def feedback(request: Request, click: Click) -> Any:
+        """Record a click on a hit of an earlier response (by its query id)."""
+        try:
+            return request.app.state.canary.feedback(click.query_id, click.hit_id)
+        except FeedbackRefused as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.get("/canary")
+    def canary(request: Request) -> Any:
+        """The candidate awaiting approval and the shadow and interleaving evidence on it."""
+        return request.app.state.canary.view()
 
     @app.get("/pair")
     def pair(request: Request) -> Any:
