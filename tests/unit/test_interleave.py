@@ -131,7 +131,9 @@ def test_sign_test_is_the_exact_two_sided_binomial(candidate_wins: int, live_win
     n = candidate_wins + live_wins
     expected = 1.0 if n == 0 else _exact_two_sided(candidate_wins, n)
     assert sign_test(candidate_wins, live_wins) == pytest.approx(expected)
-    assert sign_test(candidate_wins, live_wins) == pytest.approx(sign_test(live_wins, candidate_wins))
+    assert sign_test(candidate_wins, live_wins) == pytest.approx(
+        sign_test(live_wins, candidate_wins)
+    )
 
 
 @pytest.mark.parametrize(
@@ -204,7 +206,9 @@ def test_rbo_weighs_the_top_more() -> None:
 
 
 def test_the_report_section_is_replaced_not_appended() -> None:
-    stats = CanaryStats(candidate="emb_v2_abcd", candidate_model="m v2", live="l", live_model="m v1")
+    stats = CanaryStats(
+        candidate="emb_v2_abcd", candidate_model="m v2", live="l", live_model="m v1"
+    )
     stats.shadow.add(0.5, 0.6, 40.0, 50.0)
     first = with_evidence("# Candidate pair `emb_v2_abcd`\n\ngolden table", stats)
     stats.shadow.add(1.0, 1.0, 40.0, 50.0)
