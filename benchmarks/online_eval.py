@@ -23,7 +23,7 @@ An A/A comparison (live against itself) shows the false decisions of each way, a
 the service's automatic denial (sign test p < 0.01, after at least 100 decided queries,
 checked continuously).
 
-Run: ``python -m benchmarks.online_eval [--runs 200] [--max-queries 3000] [--data full]``
+Run: ``python -m benchmarks.online_eval [--runs 100] [--max-queries 10000] [--data full|small]``
 """
 
 from __future__ import annotations
@@ -52,7 +52,27 @@ K = 10
 ALPHA = 0.05
 CLICK = {0: 0.05, 1: 0.3, 2: 0.9}  # P(click | grade)
 STOP = {0: 0.2, 1: 0.4, 2: 0.8}  # P(stop | click on grade)
-HORIZONS = (10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000)
+HORIZONS = (
+    10,
+    20,
+    30,
+    50,
+    75,
+    100,
+    150,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    4000,
+    5000,
+    7500,
+    10000,
+)
 DENY_ALPHA, DENY_MIN_DECIDED = 0.01, 100  # the service's automatic-denial defaults
 Rankings = list[list[str]]
 
@@ -160,8 +180,8 @@ def compare(name: str, paths: list[list[tuple[int, int]]], expect: str) -> dict[
 def main(argv: list[str] | None = None) -> None:
     """Build the rankings, simulate, print the table and the JSON line (CLI entry point)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--max-queries", type=int, default=3000)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--max-queries", type=int, default=10000)
     parser.add_argument("--data", choices=["full", "small"], default="full")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
