@@ -142,6 +142,46 @@ def _add_retention(settings: Settings, collections: list[dict[str, Any]]) -> Non
         c["gc_reason"] = verdict.reason if verdict else ""
 
 
+def _print_canary(collections: list[dict[str, Any]]) -> None:
+    """Shadow and interleaving evidence of candidates, with sample sizes."""
+    table = Table(
+        "candidate",
+        "vs live",
+        "mirrored",
+        "overlap@k",
+        "RBO",
+        "ms p50 live/cand",
+        "interleaved",
+        "wins live/cand (ties)",
+        "p",
+        "leader",
+        title="Live evidence (search service canary)",
+    )
+    for c in collections:
+        ev = c.get("canary")
+        if not ev:
+            continue
+        s, i = ev["shadow"], ev["interleave"]
+        table.add_row(
+            c["name"],
+            ev["live"],
+            str(s["mirrored"]),
+            _num(s["mean_overlap_at_k"]),
+            _num(s["mean_rbo"]),
+            f"{_num(s['live_ms_p50'])}/{_num(s['candidate_ms_p50'])}",
+            str(i["queries"]),
+            f"{i['wins']['live']}/{i['wins']['candidate']} ({i['ties']})",
+            f"{i['p_value']:.3g}",
+            i["leader"] + (" (auto-denied)" if ev["auto_denied"] else ""),
+        )
+    if table.row_count:
+        console.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
 ) -> None:
@@ -183,6 +223,7 @@ def status(
             (c["reason"] or c["gc_reason"])[:70],
         )
     console.print(cols)
+    _print_canary(data["collections"])
     for model, registry_aliases in data["mlflow_aliases"].items():
         console.print(
             f"MLflow {model}: "

@@ -141,6 +141,9 @@ class PairMetadata(BaseModel):
     approved_by: str = ""
     golden_queries: str = ""
     validation: str = ""
+    # Online evidence gathered by the search service while the pair awaits approval
+    # (indexpair.serving.canary.CanaryStats as JSON).
+    canary: str = ""
 
     def to_properties(self) -> dict[str, str]:
         """Flatten to Milvus collection properties (all values are strings)."""

@@ -202,6 +202,38 @@ class Settings(BaseSettings):
     shadow_sample: int = Field(
         50, ge=0, description="Logged live queries a promotion compares on (0: golden only)"
     )
+    # The canary: live evidence about a candidate awaiting approval (indexpair.serving.canary).
+    shadow_fraction: float = Field(
+        0.1, ge=0, le=1, description="Share of live queries mirrored to a waiting candidate"
+    )
+    shadow_queue_size: int = Field(
+        100, ge=1, description="Mirrored queries waiting for the candidate; more are dropped"
+    )
+    interleave_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of sessions (X-Session-Id) served team-draft interleaved results "
+        "of the live pair and a waiting candidate; 0: none",
+    )
+    canary_impressions: int = Field(
+        10_000, ge=1, description="Recent responses POST /feedback can refer to"
+    )
+    canary_refresh_s: float = Field(
+        10.0, gt=0, description="How often the service looks for a candidate awaiting approval"
+    )
+    canary_publish_s: float = Field(
+        30.0, gt=0, description="How often new evidence is stored and the approval report updated"
+    )
+    canary_auto_deny: bool = Field(
+        False, description="Deny a candidate that loses the interleaved comparison significantly"
+    )
+    canary_deny_alpha: float = Field(
+        0.01, gt=0, lt=1, description="Significance level of the automatic denial (sign test)"
+    )
+    canary_min_decided: int = Field(
+        100, ge=1, description="Queries decided by clicks before an automatic denial may happen"
+    )
 
     # Triggers (indexpair/triggers.py, deployments/webhook.py, flows/watch_registry.py).
     trigger_models: str = Field(

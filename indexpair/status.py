@@ -8,6 +8,8 @@ from typing import Any
 from indexpair.errors import RegistryError
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import MlflowRegistry
+from indexpair.pair import PairMetadata
+from indexpair.serving.canary import stored_stats
 from indexpair.settings import Settings
 
 
@@ -37,6 +39,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                 "created_at": pair.created_at,
                 "reason": pair.reason,
                 "aliases": sorted(a for a, t in targets.items() if t == name),
+                "canary": _canary(pair),
             }
             for name, pair in pairs
         ]
@@ -55,3 +58,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             f"MLflow at {settings.mlflow_tracking_uri} did not answer: {exc.message[:200]}"
         ) from exc
     return {"aliases": aliases, "collections": collections, "mlflow_aliases": registry_aliases}
+
+
+def _canary(pair: PairMetadata) -> dict[str, Any] | None:
+    """The online evidence the search service recorded on a candidate, if any."""
+    stats = stored_stats(pair)
+    return stats.summary() if stats else None

@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
+from indexpair.serving.canary import report_key
 from indexpair.settings import Settings
 from tasks.shadow import ShadowReport, shadow_markdown
 from tasks.validation import ValidationPolicy, ValidationReport
@@ -56,6 +57,12 @@ def report_markdown(
         lines += shadow_markdown(shadow)
     lines += [
         "",
+        "While this run waits, the search service adds live evidence (shadow traffic and an "
+        f"interleaved comparison) to the artifact `{report_key(report.collection)}`; "
+        "`indexpair status` and the service's `GET /canary` show it too.",
+    ]
+    lines += [
+        "",
         "**Verdict:** "
         + (
             "passed — awaiting approval"
@@ -77,7 +84,7 @@ def publish_report(
     """Write the Prefect markdown artifact and the MLflow run, metrics and version tags."""
     create_markdown_artifact(
         report_markdown(report, ref, rows, policy),
-        key=f"validation-{report.collection.replace('_', '-')}",
+        key=report_key(report.collection),
         description=f"Validation of {ref.name} v{ref.version}",
     )
     metrics = {f"candidate_{k}": v for k, v in report.candidate.as_dict().items()}

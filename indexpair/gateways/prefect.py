@@ -272,3 +272,32 @@ def active_runs(flow_name: str) -> list[dict[str, Any]]:
         }
         for run in runs
     ]
+
+
+def latest_markdown(key: str) -> str | None:
+    """The newest version of the markdown artifact ``key``, or None when there is none."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])),
+            limit=1,
+        )
+    return str(found[0].data) if found and found[0].data is not None else None
+
+
+def publish_markdown(key: str, markdown: str, description: str, flow_run_id: str = "") -> None:
+    """Add a version of the markdown artifact ``key`` (shown under the flow run, if named)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    artifact = ArtifactCreate(
+        key=key,
+        type="markdown",
+        data=markdown,
+        description=description,
+        flow_run_id=run_id(flow_run_id) if flow_run_id else None,
+    )
+    with get_client(sync_client=True) as client:
+        client.create_artifact(artifact)

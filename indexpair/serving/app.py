@@ -1,7 +1,9 @@
 """The search service: an HTTP face for `PairSearcher`, served by ``indexpair serve``.
 
 Endpoints: ``GET /search?q=&k=`` (hits and the pair that answered), ``GET /pair`` (the
-pair behind the alias now), ``GET /healthz`` and ``GET /metrics`` (Prometheus).
+pair behind the alias now), ``GET /healthz`` and ``GET /metrics`` (Prometheus); the
+canary's ``POST /feedback`` (a click) and ``GET /canary`` (the evidence about a waiting
+candidate, see :mod:`indexpair.serving.canary`).
 
 What a client sees of a failure is generic: a short reason and an error id. The detail
 (exception, Milvus URI) goes to the service's log under the same id, without the query
@@ -30,9 +32,11 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from pydantic import BaseModel, Field
 from pymilvus import MilvusException
 
 from indexpair.errors import IndexPairError, MilvusUnavailable, PairNotFound
+from indexpair.serving.canary import Canary, FeedbackRefused
 from indexpair.serving.preload import Preloader
 from indexpair.serving.query import PairSearcher, PairTarget, SearchResponse
 from indexpair.serving.query_log import QueryLog
@@ -97,6 +101,13 @@ class Metrics:
         )
 
 
+class Click(BaseModel):
+    """A click reported to ``POST /feedback``."""
+
+    query_id: str = Field(min_length=1, description="The query id of the response")
+    hit_id: str = Field(min_length=1, description="The id of the clicked hit")
+
+
 def _pair_json(searcher: PairSearcher, t: PairTarget) -> dict[str, Any]:
     return {
         "alias": searcher.alias,
@@ -123,9 +134,12 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         _warm(app.state.searcher)
         preloader = Preloader(app.state.searcher, settings.preload_interval_s)
         preloader.start()  # candidates and the rollback pair, warm before any switch
+        app.state.canary = Canary(settings, app.state.searcher, metrics.registry)
+        app.state.canary.start()
         try:
             yield
         finally:
+            app.state.canary.close()
             preloader.stop()
             app.state.searcher.close()
 
@@ -140,8 +154,14 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         request: Request,
         q: str = Query("", max_length=settings.serve_max_query_chars),
         k: int = Query(10, ge=1, le=MAX_K),
+        session: str = "",
+        interleave: bool = True,
     ) -> Any:
-        """Top-k hits for ``q``, with the pair (alias, collection, model) that answered."""
+        """Top-k hits for ``q``, with the pair (alias, collection, model) that answered.
+
+        ``session`` (or the ``X-Session-Id`` header) may put the caller in the share of
+        sessions that get interleaved live + candidate hits; ``interleave=false`` opts out.
+        """
         if not q.strip():
             metrics.requests.labels("400").inc()
             raise HTTPException(400, f"q must be a non-empty query text (got {q!r})")
@@ -158,7 +178,29 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         metrics.answered_by(response)
         metrics.reconnects.set(s.reconnects)
         queries.append(q, k, response.collection, response.model_version)
-        return {"query": q, "k": k, "took_ms": round(took * 1000, 2), **response.model_dump()}
+        # The canary: a query id, maybe interleaved hits, maybe a shadow copy queued.
+        sid = session or request.headers.get("x-session-id", "")
+        extra = request.app.state.canary.answer(q, k, response, took, sid, interleave)
+        return {
+            "query": q,
+            "k": k,
+            "took_ms": round(took * 1000, 2),
+            **response.model_dump(),
+            **extra,
+        }
+
+    @app.post("/feedback")
+    def feedback(request: Request, click: Click) -> Any:
+        """Record a click on a hit of an earlier response (by its query id)."""
+        try:
+            return request.app.state.canary.feedback(click.query_id, click.hit_id)
+        except FeedbackRefused as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.get("/canary")
+    def canary(request: Request) -> Any:
+        """The candidate awaiting approval and the shadow and interleaving evidence on it."""
+        return request.app.state.canary.view()
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

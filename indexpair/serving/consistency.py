@@ -10,7 +10,8 @@ reproduce their scores (or their ids are missing, or the dimensions differ).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -120,6 +121,28 @@ class ConsistencyChecker:
                     ok=False,
                     detail=f"id {hit_id!r} scored {score:.4f}; recomputed {expected:.4f}",
                 )
+        return Verdict(ok=True)
+
+    def check_labelled(self, text: str, hits: Sequence[Mapping[str, Any]]) -> Verdict:
+        """Check every hit against the pair it names (an interleaved response).
+
+        Each hit carries ``id``, ``score``, ``collection``, ``model_name`` and
+        ``model_version``. Hits are grouped by the pair they name; each group must
+        reproduce its scores from that pair and keep that pair's ranking order.
+        """
+        groups: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
+        for h in hits:
+            key = (str(h["collection"]), str(h["model_name"]), str(h["model_version"]))
+            groups.setdefault(key, []).append((str(h["id"]), float(h["score"])))
+        for (collection, name, version), group in groups.items():
+            scores = [score for _, score in group]
+            if any(b > a + self.tolerance for a, b in itertools.pairwise(scores)):
+                return Verdict(
+                    ok=False, detail=f"hits of {collection} are not in its ranking order: {scores}"
+                )
+            verdict = self.check(text, collection, name, version, group)
+            if not verdict.ok:
+                return verdict
         return Verdict(ok=True)
 
     def close(self) -> None:
