@@ -106,6 +106,10 @@ class TfidfEmbedder(PythonModel):
     signature from it and warn; the explicit one (:func:`embedder_signature`) rules.
     """
 
+    # No type-hint wrapping of ``predict`` either: without it MLflow warns at every load
+    # that type hints are missing; the signature validates the input instead.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         """Load the pipeline from ``context.artifacts["pipeline"]``."""
         import joblib
@@ -129,6 +133,8 @@ class SentenceTransformerEmbedder(PythonModel):
 
     Uses CUDA with fp16 weights when available, else the CPU.
     """
+
+    _skip_type_hint_validation = True  # as for TfidfEmbedder
 
     def load_context(self, context: Any) -> None:
         """Load the model from ``context.artifacts["model_dir"]``."""

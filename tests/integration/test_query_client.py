@@ -243,7 +243,7 @@ def test_model_cache_keeps_versions_in_use_and_evicts_least_recent(
             assert cache.loaded() == [key[a.model_version], key[b.model_version]]
         # Over capacity: the idle version goes, the one in use stays.
         assert cache.loaded() == [key[a.model_version]]
-        assert held.predict(["boots"]) is not None
+        assert held.model.predict(["boots"]) is not None  # still usable: it was kept
     with cache.use(c):
         pass
     assert cache.loaded() == [key[c.model_version]]
