@@ -90,6 +90,7 @@ class ModelCard(BaseModel):
     metadata: dict[str, Any] = {}
     inputs: list[dict[str, Any]] | None = None
     outputs: list[dict[str, Any]] | None = None
+    params: list[dict[str, Any]] | None = None
 
     @classmethod
     def read(cls, path: Path | str, uri: str = "") -> ModelCard:
@@ -113,6 +114,7 @@ class ModelCard(BaseModel):
             metadata=doc.get("metadata") or {},
             inputs=_schema(signature.get("inputs")),
             outputs=_schema(signature.get("outputs")),
+            params=_schema(signature.get("params")),
         )
 
     @property
@@ -157,6 +159,10 @@ class ModelCard(BaseModel):
         if self.inputs and len(self.inputs) == 1 and self.inputs[0].get("name"):
             return str(self.inputs[0]["name"])
         return None
+
+    def takes_batch_size(self) -> bool:
+        """Whether the signature declares a ``batch_size`` inference parameter."""
+        return any(p.get("name") == "batch_size" for p in self.params or [])
 
     def declared_dim(self) -> int | None:
         """Output width the signature declares (``(-1, d)`` tensor), if it declares one.

@@ -224,10 +224,13 @@ class PyfuncModel(EmbeddingModel):
     def _embed(self, texts: list[str], batch_size: int) -> Any:
         import pandas as pd
 
+        if self.card.takes_batch_size():  # the model batches itself: one call
+            data: Any = pd.DataFrame({self.column: texts}) if self.column else texts
+            return self.model.predict(data, params={"batch_size": batch_size})
         out = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
-            data: Any = pd.DataFrame({self.column: chunk}) if self.column else chunk
+            data = pd.DataFrame({self.column: chunk}) if self.column else chunk
             out.append(as_matrix(self.model.predict(data), len(chunk), f"model {self.card.uri}"))
         return np.concatenate(out)
 

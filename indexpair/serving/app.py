@@ -213,6 +213,7 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         s = _searcher(request)
         try:
             t = s.target()
+            t = PairTarget(t.collection, s.pair_now(t.collection))  # its state now
         except PairNotFound as exc:
             error_id = _log_failure(exc, "pair")
             detail = f"alias {s.alias!r} resolves to no pair"

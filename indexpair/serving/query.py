@@ -106,6 +106,7 @@ class PairSearcher:
         self._lock = threading.Lock()
         self._target: PairTarget | None = None
         self._loaded: set[str] = set()
+        self._identities: dict[str, PairMetadata] = {}
         self._batcher = (
             MicroBatcher(
                 lambda batch: self._search_now([(r.text, r.k) for r in batch]),
@@ -144,7 +145,13 @@ class PairSearcher:
                 f"alias {self.alias!r} does not exist in Milvus at "
                 f"{self.settings.milvus_uri}; promote a pair first"
             )
-        pair = self._milvus(lambda g: g.read_pair(target), f"read pair {target}")
+        pair = self._identities.get(target)
+        if pair is None:
+            # A collection's pair identity (model, version, prompts, metric) is fixed when
+            # it is created, so it is read once; only the alias is read per resolution.
+            pair = self._milvus(lambda g: g.read_pair(target), f"read pair {target}")
+            with self._lock:
+                self._identities[target] = pair
         if target not in self._loaded:  # checked once per collection, not per request
             self._milvus(lambda g: g.ensure_loaded(target), f"load {target}")
             with self._lock:
@@ -180,6 +187,10 @@ class PairSearcher:
         """The concrete collection behind the alias now, and its pair metadata."""
         t = self.target()
         return t.collection, t.pair
+
+    def pair_now(self, collection: str) -> PairMetadata:
+        """A collection's pair metadata as Milvus holds it now (state and timestamps too)."""
+        return self._milvus(lambda g: g.read_pair(collection), f"read pair {collection}")
 
     def list_pairs(self) -> list[tuple[str, PairMetadata]]:
         """Every pair in Milvus (what the pre-loader chooses from)."""

@@ -26,6 +26,7 @@ from indexpair.errors import (
     GoldenQueryError,
     IndexPairError,
     InvalidNameError,
+    ModelContractError,
     ModelOutputError,
     RegistryError,
     SourceDataError,
@@ -197,7 +198,7 @@ CASES: list[Case] = [
      "NaN or infinite values in 1 of"),
     ("model zero vectors", lambda c: c.probe("zero"), ModelOutputError, "all-zero vectors"),
     ("model too few vectors", lambda c: c.probe("short"), ModelOutputError, "vectors for"),
-    ("model wrong dimension", lambda c: c.probe("wide"), ModelOutputError,
+    ("model wrong dimension", lambda c: c.probe("wide"), ModelContractError,
      "returned 64-dim vectors; its signature declares 384"),
     # -- whole flows through the worker --------------------------------------------------
     ("flow: duplicate-id source", lambda c: c.flow(source={"uri": c.write(

@@ -181,12 +181,23 @@ def test_prefect_down_is_logged_clearly(tmp_path: Path) -> None:
 
 
 def _raw_answer(port: int, request: bytes, timeout_s: float = 5) -> bytes:
-    """Send ``request`` on a raw socket (headers, and maybe no body); the first bytes back."""
+    """Send ``request`` on a raw socket (headers, and maybe no body); the answer back
+    (read until its declared length: headers and body may come in separate packets)."""
+    import re
     import socket
 
+    answer = b""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
         sock.sendall(request)
-        return sock.recv(4096)
+        while True:
+            head, sep, body = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            if sep and length and len(body) >= int(length.group(1)):
+                return answer
+            chunk = sock.recv(4096)
+            if not chunk:
+                return answer
+            answer += chunk
 
 
 def test_size_and_headers_are_checked_before_the_body(
