@@ -9,7 +9,8 @@ In one run on one machine it builds a MiniLM pair of the demo catalog and measur
 (a) the parts' limit: the same queries encoded in batches by the pair's model and
     searched in one Milvus call per batch, in this process, nothing else running;
 (b) ``indexpair serve`` under 8, 32 and 128 concurrent clients, each a separate process
-    (standard library only, one request at a time, no think time).
+    (standard library only, one keep-alive connection, one request at a time, no
+    think time).
 
 It prints a table and, last, one JSON line: ``limit_qps``, ``service_qps`` (32 clients),
 ``ratio`` (service over limit), ``p50_ms`` and ``p99_ms`` (32 clients).
@@ -43,22 +44,29 @@ ALIAS = "bench_serving"
 # A client: standard library only (starts in a blink), one request at a time until the
 # end time, then one line: (finished at, latency ms) per answer, and the error count.
 CLIENT = r"""
-import json, random, sys, time, urllib.parse, urllib.request
+import http.client, json, random, sys, time, urllib.parse
 url, out, k = sys.argv[1], sys.argv[4], sys.argv[6]
 start, end, seed = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[5])
+host, port = url.removeprefix("http://").split(":")
 queries = json.load(sys.stdin)
 rng = random.Random(seed)
 lat, errors = [], 0
+conn = http.client.HTTPConnection(host, int(port), timeout=30)  # kept alive, as clients do
 time.sleep(max(0.0, start - time.time()))
 while time.time() < end:
     q = urllib.parse.quote(rng.choice(queries))
     t = time.perf_counter()
     try:
-        with urllib.request.urlopen(f"{url}/search?q={q}&k={k}", timeout=30) as r:
-            r.read()
+        conn.request("GET", f"/search?q={q}&k={k}")
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(r.status)
         lat.append((time.time(), (time.perf_counter() - t) * 1000))
     except Exception:
         errors += 1
+        conn.close()
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
 open(out, "w").write(json.dumps({"lat": lat, "errors": errors}))
 """
 

@@ -182,6 +182,9 @@ class Settings(BaseSettings):
     query_batch_max: int = Field(
         64, ge=1, le=1024, description="Concurrent queries answered as one batch; 1: no batching"
     )
+    query_batch_workers: int = Field(
+        1, ge=1, le=8, description="Threads answering batches (one batch each at a time)"
+    )
     query_batch_wait_ms: float = Field(
         2.0, ge=0, le=100, description="Longest a query waits for others to join its batch"
     )

@@ -40,18 +40,25 @@ class MicroBatcher:
         run: answers a whole batch (in order); an exception fails every request in it.
         max_batch: largest batch.
         wait_ms: longest a request waits for others to join it.
+        workers: threads taking batches (each batch is still answered by one thread).
     """
 
-    def __init__(self, run: BatchRunner, max_batch: int, wait_ms: float) -> None:
+    def __init__(self, run: BatchRunner, max_batch: int, wait_ms: float, workers: int = 1) -> None:
         self.run = run
         self.max_batch = max_batch
         self.wait_s = wait_ms / 1000
         self.batches = 0
         self.answered = 0
         self._queue: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="query-batcher", daemon=True)
+        # More than one worker lets one batch encode while another waits on Milvus.
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"query-batcher-{i}", daemon=True)
+            for i in range(workers)
+        ]
         self._closed = False
-        self._thread.start()
+        self._counts = threading.Lock()
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, text: str, k: int) -> Any:
         """Queue one query and wait for its answer.
@@ -89,6 +96,7 @@ class MicroBatcher:
         while True:
             first = self._queue.get()
             if first is None:
+                self._queue.put(None)  # for the next worker
                 return
             batch = self._collect(first)
             try:
@@ -97,8 +105,9 @@ class MicroBatcher:
                 for request in batch:
                     request.future.set_exception(exc)
                 continue
-            self.batches += 1
-            self.answered += len(batch)
+            with self._counts:
+                self.batches += 1
+                self.answered += len(batch)
             for request, answer in zip(batch, answers, strict=True):
                 request.future.set_result(answer)
 
@@ -106,5 +115,6 @@ class MicroBatcher:
         """Answer what is queued, then stop the thread."""
         if not self._closed:
             self._closed = True
-            self._queue.put(None)
-            self._thread.join(timeout=30)
+            self._queue.put(None)  # each worker passes it on before it stops
+            for thread in self._threads:
+                thread.join(timeout=30)

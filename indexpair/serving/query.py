@@ -112,6 +112,7 @@ class PairSearcher:
                 lambda batch: self._search_now([(r.text, r.k) for r in batch]),
                 settings.query_batch_max,
                 settings.query_batch_wait_ms,
+                settings.query_batch_workers,
             )
             if settings.query_batch_max > 1
             else None
