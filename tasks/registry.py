@@ -30,7 +30,7 @@ class ModelProbe(BaseModel):
     @property
     def label(self) -> str:
         """Human name used in messages: ``model product-embedder v2``."""
-        return f"model {self.ref.name} v{self.ref.version}"
+        return label_of(self.ref)
 
 
 def label_of(ref: ModelVersionRef) -> str:

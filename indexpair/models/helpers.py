@@ -27,6 +27,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
 from indexpair.errors import ModelOutputError
+from indexpair.models.contract import as_matrix, check_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,10 @@ def _as_texts(model_input: Any) -> list[str]:
     return values
 
 
-def _check_output(vectors: np.ndarray, n: int) -> np.ndarray:
-    """Cast to float32 and check there is one finite row per input."""
-    out = np.asarray(vectors, dtype=np.float32)
-    if out.ndim != 2 or out.shape[0] != n:
-        raise ModelOutputError(f"embedder returned shape {out.shape} for {n} inputs")
-    if not np.isfinite(out).all():
-        raise ModelOutputError("embedder returned non-finite values")
+def _check_output(vectors: np.ndarray, texts: list[str]) -> np.ndarray:
+    """One finite float32 row per input, by the model contract's own checks."""
+    out = as_matrix(vectors, len(texts), "embedder")
+    check_vectors(out, texts, "embedder", allow_zero=True)  # TF-IDF: unknown words give 0
     return out
 
 
@@ -125,7 +123,7 @@ class TfidfEmbedder(PythonModel):
         """Embed texts; returns L2-normalised float32 ``(n, dim)``."""
         texts = _as_texts(model_input)
         vectors = self.pipeline.transform(texts)
-        return _check_output(vectors, len(texts))
+        return _check_output(vectors, texts)
 
 
 class SentenceTransformerEmbedder(PythonModel):
@@ -162,7 +160,7 @@ class SentenceTransformerEmbedder(PythonModel):
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return _check_output(vectors, len(texts))
+        return _check_output(vectors, texts)
 
 
 def embedder_signature(dim: int) -> ModelSignature:

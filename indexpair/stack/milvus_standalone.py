@@ -43,6 +43,8 @@ import threading
 import time
 from pathlib import Path
 
+from indexpair.stack.procs import kept_secret
+
 logger = logging.getLogger(__name__)
 
 # Components whose registered address would otherwise be the first non-loopback address.
@@ -170,15 +172,7 @@ def prepare(data: Path, port: int) -> tuple[list[str], dict[str, str]]:
 
 def root_password(path: Path) -> str:
     """The root password kept in ``path``, generated (mode 0600) on first use."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secrets.token_urlsafe(24))
-    logger.info("generated the Milvus root password in %s", path)
-    return path.read_text(encoding="ascii").strip()
+    return kept_secret(path, lambda: secrets.token_urlsafe(24), "the Milvus root password")
 
 
 def _answers(uri: str, password: str) -> bool:

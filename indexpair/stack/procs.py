@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -146,3 +147,17 @@ def terminate(pgid: int, timeout_s: float) -> None:
     proc = children.pop(pgid, None)
     if proc is not None:
         proc.wait(timeout=5)
+
+
+def kept_secret(path: Path, generate: Callable[[], str], what: str) -> str:
+    """A secret generated once into ``path`` and read back after (mode 0600 from the
+    start, whatever the umask; a file already there is kept as it is)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(generate())
+    logger.info("generated %s in %s", what, path)
+    return path.read_text(encoding="ascii").strip()

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from indexpair.errors import StackError
 from indexpair.settings import LIBRARY_ENV, Settings, loopback_port
 from indexpair.stack import database, postgres
+from indexpair.stack.procs import kept_secret
 from indexpair.stack.service import ServiceSpec
 
 logger = logging.getLogger(__name__)
@@ -74,16 +75,11 @@ def mlflow_secret_key(state: Path) -> str:
     """
     from cryptography.fernet import Fernet
 
-    path = state / "mlflow" / "webhook_secret.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(Fernet.generate_key().decode("ascii"))
-    logger.info("generated the MLflow webhook encryption key in %s", path)
-    return path.read_text(encoding="ascii").strip()
+    return kept_secret(
+        state / "mlflow" / "webhook_secret.key",
+        lambda: Fernet.generate_key().decode("ascii"),
+        "the MLflow webhook encryption key",
+    )
 
 
 def port_in_use(port: int) -> bool:
