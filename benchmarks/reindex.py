@@ -1,7 +1,8 @@
 """Re-index throughput: the raw model, raw inserts, a seed-style loop and the indexpair build.
 
     python -m benchmarks.reindex [--docs 20000 100000] [--model minilm|tfidf]
-                                 [--backend lite|standalone]
+                                 [--backend lite|standalone] [--modes encode ... build]
+                                 [--refresh 0.001]
 
 One run, the same generated documents, the same registered model, the same machine. For
 each corpus size it measures, each in a fresh process whose process tree's peak memory
@@ -11,7 +12,12 @@ each corpus size it measures, each in a fresh process whose process tree's peak 
 (b) ``insert``: (a)'s vectors upserted into Milvus with the gateway, then flushed;
 (c) ``loop``: the seed system's loop: read a batch, encode it, insert it, repeat; flush;
 (d) ``build``: the indexpair build stage as the promote flow calls it (``tasks.embedding
-    .embed``: Ray start, actor pool, pipelined source read / embedding / inserts), flushed.
+    .embed``: Ray start, actor pool, pipelined source read / embedding / inserts), flushed;
+(e) ``refresh`` (with ``--refresh F``): a refresh of (d)'s collection after a fraction F
+    of the descriptions were edited: compare (streamed), copy unchanged, embed changed.
+
+``--modes`` picks a subset (``build`` needs ``encode``, whose vectors it is checked
+against).
 
 It prints docs/s, d/a, d/c, peak memory, and the growth of (d)'s peak memory from the
 smallest to the largest corpus (target ≤ 1.3×); it checks that (d) stored every row and
@@ -41,8 +47,8 @@ from benchmarks.memory import PeakMemory, tree_pss_mib
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS = PROJECT_DIR / "benchmarks" / "results"
 MODEL_NAME = "bench-embedder"
-MODES = ("encode", "insert", "loop", "build")
-LETTER = dict(zip(MODES, "abcd", strict=True))
+MODES = ("encode", "insert", "loop", "build", "refresh")
+LETTER = dict(zip(MODES, "abcde", strict=True))
 MEMORY_TARGET, RATIO_TARGET = 1.3, 0.9
 # On a CUDA machine, unless set: one actor per GPU, fp16, GPU-sized batches.
 GPU_SETTINGS = {
@@ -116,20 +122,21 @@ def _measure(mode: str, job: Path) -> dict[str, Any]:
     return result
 
 
-def _run_size(settings: Any, tmp: Path, docs: int, model_probe: Any, corpus: Path) -> dict:
+def _run_size(
+    tmp: Path, docs: int, model_probe: Any, corpus: Path, modes: list[str], changed: float
+) -> dict:
     job = tmp / f"job-{docs}.json"
-    job.write_text(
-        json.dumps(
-            {
-                "corpus": str(corpus),
-                "rows": docs,
-                "probe": model_probe.model_dump(mode="json"),
-                "vectors": str(tmp / f"vectors-{docs}.npy"),
-            }
-        )
-    )
+    spec: dict[str, Any] = {
+        "corpus": str(corpus),
+        "rows": docs,
+        "probe": model_probe.model_dump(mode="json"),
+        "vectors": str(tmp / f"vectors-{docs}.npy"),
+    }
+    if "refresh" in modes:
+        spec["edited"] = str(_edit(tmp, corpus, docs, changed))
+    job.write_text(json.dumps(spec))
     results: dict[str, Any] = {}
-    for mode in MODES:
+    for mode in modes:
         results[mode] = _measure(mode, job)
         r = results[mode]
         extra = ""
@@ -137,6 +144,12 @@ def _run_size(settings: Any, tmp: Path, docs: int, model_probe: Any, corpus: Pat
             extra = (
                 f"; first rows stored after {r['first_insert_s']:.1f} s (Ray start, actors "
                 f"loading the model); (d) vs (a) vectors max diff {r['max_diff_vs_a']:.1e}"
+            )
+        if mode == "refresh":
+            phases = ", ".join(f"{k} {v:.1f} s" for k, v in r["phases_s"].items())
+            extra = (
+                f"; {r['changes']}; {phases}; compare step raised the peak resident memory "
+                f"by {r['compare_grew_mib']:.0f} MiB"
             )
         print(
             f"  ({LETTER[mode]}) {mode:<7} {r['seconds']:8.1f} s {r['docs_per_s']:9.1f} docs/s "
@@ -154,37 +167,86 @@ def _generate(tmp: Path, docs: int) -> Path:
     return path
 
 
+def _edit(tmp: Path, corpus: Path, docs: int, changed: float) -> Path:
+    """A copy of the corpus with a fraction of the descriptions edited."""
+    import pandas as pd
+
+    df = pd.read_parquet(corpus)
+    picked = df.sample(n=max(1, int(docs * changed)), random_state=11).index
+    df.loc[picked, "description"] = df.loc[picked, "description"] + " Updated edition."
+    path = tmp / f"corpus-{docs}-edited.parquet"
+    df.to_parquet(path, row_group_size=10_000)
+    return path
+
+
+def _rate(run: dict[str, Any], mode: str, digits: int = 1) -> str:
+    return f"{run[mode]['docs_per_s']:.{digits}f}" if mode in run else "–"
+
+
+def _ratio(run: dict[str, Any], a: str, b: str) -> str:
+    if a in run and b in run:
+        return f"{run[a]['docs_per_s'] / run[b]['docs_per_s']:.3f}"
+    return "–"
+
+
 def _table(runs: dict[int, dict[str, Any]]) -> list[str]:
     lines = [
         "| docs | (a) encode docs/s | (b) insert docs/s | (c) loop docs/s | (d) build docs/s "
-        "| d/a | d/c | peak MiB a / c / d |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| d/a | d/b | d/c | peak MiB a / c / d |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for docs, r in runs.items():
-        rate = {m: r[m]["docs_per_s"] for m in MODES}
-        peaks = " / ".join(f"{r[m]['peak_mib']:.0f}" for m in ("encode", "loop", "build"))
-        lines.append(
-            f"| {docs:,} | {rate['encode']:.1f} | {rate['insert']:.0f} | {rate['loop']:.1f} "
-            f"| {rate['build']:.1f} | {rate['build'] / rate['encode']:.3f} "
-            f"| {rate['build'] / rate['loop']:.3f} | {peaks} |"
+        peaks = " / ".join(
+            f"{r[m]['peak_mib']:.0f}" if m in r else "–" for m in ("encode", "loop", "build")
         )
+        lines.append(
+            f"| {docs:,} | {_rate(r, 'encode')} | {_rate(r, 'insert', 0)} | {_rate(r, 'loop')} "
+            f"| {_rate(r, 'build')} | {_ratio(r, 'build', 'encode')} "
+            f"| {_ratio(r, 'build', 'insert')} | {_ratio(r, 'build', 'loop')} | {peaks} |"
+        )
+    if any("refresh" in r for r in runs.values()):
+        lines += [
+            "",
+            "| docs | (e) refresh s | changed rows | compare s | copy s | embed s | (e) / (d) "
+            "| peak MiB (e) | compare step + MiB |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for docs, r in runs.items():
+            if "refresh" not in r:
+                continue
+            e, ph = r["refresh"], r["refresh"]["phases_s"]
+            vs_build = f"{e['seconds'] / r['build']['seconds']:.3f}" if "build" in r else "–"
+            lines.append(
+                f"| {docs:,} | {e['seconds']:.1f} | {e['changes']['changed']:,} "
+                f"| {ph['compare']:.1f} | {ph['copy']:.1f} | {ph['embed']:.1f} | {vs_build} "
+                f"| {e['peak_mib']:.0f} | {e['compare_grew_mib']:.0f} |"
+            )
     return lines
 
 
-def _verdicts(runs: dict[int, dict[str, Any]]) -> list[str]:
+def _verdicts(runs: dict[int, dict[str, Any]], model: str) -> list[str]:
     sizes = sorted(runs)
     lines = []
     for docs in sizes:
+        if "build" not in runs[docs]:
+            continue
         build = runs[docs]["build"]
         ratio = build["docs_per_s"] / runs[docs]["encode"]["docs_per_s"]
-        met = "met" if ratio >= RATIO_TARGET else "NOT met"
-        lines.append(f"d/a at {docs:,} docs: {ratio:.3f} (target ≥ {RATIO_TARGET}: {met})")
+        if model == "minilm":  # the model is the bottleneck: the build should keep its pace
+            met = "met" if ratio >= RATIO_TARGET else "NOT met"
+            lines.append(f"d/a at {docs:,} docs: {ratio:.3f} (target ≥ {RATIO_TARGET}: {met})")
+        else:  # TF-IDF encodes faster than Milvus stores: the inserts are the bottleneck
+            lines.append(
+                f"d/a at {docs:,} docs: {ratio:.3f}; the model outruns Milvus here, so compare "
+                f"d/b (the build against one writer upserting precomputed vectors): "
+                f"{_ratio(runs[docs], 'build', 'insert')}"
+            )
         stored = "every row once" if build["rows"] == docs else "ROWS MISSING OR DOUBLED"
         lines.append(
             f"(d) at {docs:,} docs stored {build['rows']:,} rows ({stored}); vectors equal "
             f"(a)'s within {build['max_diff_vs_a']:.1e} on {build['checked_rows']} sampled rows"
         )
-    if len(sizes) > 1:
+    if len(sizes) > 1 and all("build" in runs[d] for d in sizes):
         small, large = runs[sizes[0]]["build"], runs[sizes[-1]]["build"]
         growth = large["peak_mib"] / small["peak_mib"]
         met = "met" if growth <= MEMORY_TARGET else "NOT met"
@@ -224,7 +286,9 @@ def _local_layout(settings: Any, backend: str, rows: int | None = None) -> str:
     return plan(settings, local_cpus(), torch.cuda.device_count(), backend, rows).describe()
 
 
-def run(sizes: list[int], model: str, backend: str) -> dict[str, Any]:
+def run(
+    sizes: list[int], model: str, backend: str, modes: list[str], changed: float
+) -> dict[str, Any]:
     """Start the services, measure every size, print and save the table."""
     from indexpair import stack
     from indexpair.settings import load_settings
@@ -248,10 +312,10 @@ def run(sizes: list[int], model: str, backend: str) -> dict[str, Any]:
             print(
                 f"{docs:,} documents; build: {_local_layout(settings, backend, docs)}:", flush=True
             )
-            runs[docs] = _run_size(settings, tmp, docs, model_probe, corpora[docs])
+            runs[docs] = _run_size(tmp, docs, model_probe, corpora[docs], modes, changed)
     finally:
         stack.down(settings)
-    lines = _table(runs) + [""] + _verdicts(runs)
+    lines = _table(runs) + [""] + _verdicts(runs, model)
     print("\n" + "\n".join(lines))
     report = {
         "machine": device,
@@ -289,10 +353,18 @@ def main() -> None:
     parser.add_argument("--docs", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--model", choices=["minilm", "tfidf"], default="minilm")
     parser.add_argument("--backend", choices=["lite", "standalone"], default="lite")
+    parser.add_argument("--modes", nargs="+", choices=MODES[:4], default=list(MODES[:4]))
+    parser.add_argument(
+        "--refresh", type=float, metavar="FRACTION", help="also (e): refresh after FRACTION changed"
+    )
     args = parser.parse_args()
+    modes = [m for m in MODES if m in args.modes or (m == "refresh" and args.refresh)]
+    needs = {"build": "encode", "refresh": "build"}
+    if any(m in modes and needs[m] not in modes for m in needs):
+        parser.error("build is checked against encode's vectors, refresh refreshes build's")
     # A SIGTERM (a timeout, a CI cancel) still stops the services it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    run(sorted(args.docs), args.model, args.backend)
+    run(sorted(args.docs), args.model, args.backend, modes, args.refresh or 0.0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The four measurements of ``benchmarks.reindex``, one per process.
+"""The measurements of ``benchmarks.reindex``, one per process.
 
-    python -m benchmarks.reindex_modes encode|insert|loop|build JOB.json
+    python -m benchmarks.reindex_modes encode|insert|loop|build|refresh JOB.json
 
 Prints one JSON line: ``{"rows": n, "seconds": s, ...}``. Set-up (loading the model for
 (a) and (c), creating the collection) is not timed; everything the mode is about is.
@@ -150,11 +150,62 @@ def _check(settings: Settings, spec: SourceSpec, job: dict) -> dict:
     return {"checked_rows": len(picked), "max_diff_vs_a": diff}
 
 
+def refresh(settings: Settings, probe: ModelProbe, spec: SourceSpec, job: dict) -> dict:
+    """(e) A refresh of (d)'s collection after a fraction of the rows changed.
+
+    The refresh stages as the refresh flow runs them: compare by content hash (the
+    source streams; only the live side is held, as digests), copy the unchanged vectors,
+    embed the changed rows, flush and count. ``compare_grew_mib`` is how far the
+    process's peak resident memory rose above its resident memory during the compare
+    step (the peak is reset just before it).
+    """
+    from tasks.collections import finalize
+    from tasks.embedding import embed
+    from tasks.refresh import compare, copy_unchanged
+
+    edited = SourceSpec(uri=job["edited"])
+    live = f"bench_build_{job['rows']}"
+    target = _collection(settings, probe, "refresh", job)
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM, the peak RSS
+    before_mib = _status_mib("VmRSS")
+    changes = compare(settings, edited, live)
+    compare_peak_mib = _status_mib("VmHWM")
+    phases["compare"] = time.perf_counter() - started
+    at = time.perf_counter()
+    copied = copy_unchanged(settings, changes, target)
+    phases["copy"] = time.perf_counter() - at
+    at = time.perf_counter()
+    embedded = embed(settings, edited, probe, target, lambda _: None, changes.to_embed)
+    phases["embed"] = time.perf_counter() - at
+    at = time.perf_counter()
+    rows = finalize(settings, target, changes.source_rows)
+    phases["finalize"] = time.perf_counter() - at
+    return {
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+        "phases_s": phases,
+        "changes": changes.counts(),
+        "copied": copied,
+        "embedded": embedded,
+        "compare_grew_mib": compare_peak_mib - before_mib,
+    }
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 MODES: dict[str, Callable[[Settings, ModelProbe, SourceSpec, dict], dict]] = {
     "encode": encode,
     "insert": insert,
     "loop": loop,
     "build": build,
+    "refresh": refresh,
 }
 
 

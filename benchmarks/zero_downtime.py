@@ -13,7 +13,8 @@ alias back and forth with the promote flow's locked compare-and-swap
 (``tasks.promotion.switch_alias``). Every answer is then checked independently
 (`indexpair.serving.consistency`). Writes ``OUT/zero_downtime.png`` and
 ``OUT/zero_downtime.json``, prints the tables and, last, one JSON line: errors, mixed
-answers, and the service's p99 during each switch over its p99 before it (median, max).
+answers, and the service's p99 during each switch over its p99 before it (median, max),
+and over the slower of its steady p99s before and after (median, max).
 """
 
 from __future__ import annotations
@@ -290,20 +291,34 @@ def summarize(
 
 
 def switch_ratios(per_switch: list[dict[str, Any]], overall: dict[str, Any]) -> dict[str, Any]:
-    """The service's p99 during each switch over its p99 before it; the summary line."""
-    ratios = [
-        row["service"]["during"]["p99"] / row["service"]["before"]["p99"]
-        for row in per_switch
-        if row.get("service") and row["service"]["before"]["p99"] > 0
-    ]
+    """The summary line: errors, mixed answers and the service's p99 during each switch.
+
+    ``p99_ratio_*`` divide it by the p99 before the switch (the old pair's). A switch to a
+    slower model (TF-IDF to MiniLM) raises latency for good, not just while it happens;
+    ``p99_steady_ratio_*`` divide by the slower of the two steady states (before, after),
+    so they count only what exceeds both pairs' own cost: the handover itself.
+    """
+    rows = [r["service"] for r in per_switch if r.get("service") and r["service"]["before"]["p99"]]
+    ratios = [r["during"]["p99"] / r["before"]["p99"] for r in rows]
+    steady = [r["during"]["p99"] / max(r["before"]["p99"], r["after"]["p99"]) for r in rows]
     service = overall.get("service", {})
+
+    def _median(xs: list[float]) -> float | None:
+        return round(float(np.median(xs)), 3) if xs else None
+
+    def _max(xs: list[float]) -> float | None:
+        return round(float(max(xs)), 3) if xs else None
+
     return {
         "switches": len(per_switch),
         "errors": int(service.get("errors", 0)),
         "mixed": int(service.get("mixed", 0)),
-        "p99_ratio_median": round(float(np.median(ratios)), 3) if ratios else None,
-        "p99_ratio_max": round(float(max(ratios)), 3) if ratios else None,
+        "p99_ratio_median": _median(ratios),
+        "p99_ratio_max": _max(ratios),
+        "p99_steady_ratio_median": _median(steady),
+        "p99_steady_ratio_max": _max(steady),
         "p99_ratios": [round(r, 2) for r in ratios],
+        "p99_steady_ratios": [round(r, 2) for r in steady],
     }
 
 

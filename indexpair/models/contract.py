@@ -318,12 +318,18 @@ def inspect_outputs(
     """
     dim = int(vectors.shape[1])
     if int(queries.shape[1]) != dim:
-        raise refuse(uri, f"queries come out {queries.shape[1]}-dim and documents {dim}-dim",
-                     "one width for both")
+        raise refuse(
+            uri,
+            f"queries come out {queries.shape[1]}-dim and documents {dim}-dim",
+            "one width for both",
+        )
     for width in declared:
         if width != dim:
-            raise refuse(uri, f"it returned {dim}-dim vectors; its signature declares {width}",
-                         "a signature that matches the output")
+            raise refuse(
+                uri,
+                f"it returned {dim}-dim vectors; its signature declares {width}",
+                "a signature that matches the output",
+            )
     if dim < 2:
         raise refuse(uri, f"it returned {dim}-dim vectors", "at least 2 dimensions")
     return contract.model_copy(update={"dim": dim})

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +41,8 @@ class ModelCache:
         self._lock = threading.Lock()
         self._warming: set[tuple[str, str]] = set()
         self._failed: set[tuple[str, str]] = set()  # background loads that raised
+        # Called with True after a model version is loaded, False after one is unloaded.
+        self.on_change: Callable[[bool], None] | None = None
 
     def _load(self, pair: PairMetadata) -> Any:
         ref = ModelVersionRef(name=pair.model_name, version=pair.model_version, uri=pair.model_uri)
@@ -73,6 +75,8 @@ class ModelCache:
                     entry.model = self._load(pair)
                     with self._lock:
                         self._failed.discard(key)
+                    if self.on_change is not None:
+                        self.on_change(True)
                 except BaseException as exc:
                     entry.error = exc
                     with self._lock:  # the next request tries again
@@ -87,15 +91,21 @@ class ModelCache:
         finally:
             with self._lock:
                 entry.users -= 1
-                self._evict()
+                unloaded = self._evict()
+            if unloaded and self.on_change is not None:
+                self.on_change(False)
 
-    def _evict(self) -> None:
+    def _evict(self) -> int:
+        """Unload idle models beyond the capacity; returns how many."""
+        unloaded = 0
         while len(self._entries) > self.capacity:
             idle = [k for k, e in self._entries.items() if e.users == 0 and e.ready.is_set()]
             if not idle:
-                return
+                break
             log.info("unloading model %s v%s", *idle[0])
             del self._entries[idle[0]]
+            unloaded += 1
+        return unloaded
 
     def is_ready(self, pair: PairMetadata) -> bool:
         """True when the pair's model version is loaded and can be used without waiting."""

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
@@ -62,6 +63,16 @@ class SearchResponse(BaseModel):
 
 
 @dataclass(frozen=True)
+class Encoded:
+    """A batch half done: the pair it resolved to and its queries' vectors."""
+
+    target: PairTarget
+    texts: list[str]
+    ks: list[int]
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True)
 class PairTarget:
     """One resolution of the alias: the concrete collection and its pair metadata."""
 
@@ -109,10 +120,11 @@ class PairSearcher:
         self._identities: dict[str, PairMetadata] = {}
         self._batcher = (
             MicroBatcher(
-                lambda batch: self._search_now([(r.text, r.k) for r in batch]),
+                lambda batch: self._prepare([(r.text, r.k) for r in batch]),
                 settings.query_batch_max,
                 settings.query_batch_wait_ms,
                 settings.query_batch_workers,
+                finish=self._finish,  # batch N is searched while batch N+1 is encoded
             )
             if settings.query_batch_max > 1
             else None
@@ -225,9 +237,16 @@ class PairSearcher:
         self, t: PairTarget, texts: list[str], ks: list[int]
     ) -> list[SearchResponse]:
         """Several queries on one target: one forward pass, one Milvus search."""
-        pair = t.pair
-        with self.models.use(pair) as model:
-            vectors = encode_queries(model, pair, texts)
+        return self._answers(self._encoded(t, texts, ks))
+
+    def _encoded(self, t: PairTarget, texts: list[str], ks: list[int]) -> Encoded:
+        """The first half of a search: the queries encoded by the target's model."""
+        with self.models.use(t.pair) as model:
+            return Encoded(t, texts, ks, encode_queries(model, t.pair, texts))
+
+    def _answers(self, e: Encoded) -> list[SearchResponse]:
+        """The second half: one Milvus search of the target's collection, the responses."""
+        t, pair, vectors, ks = e.target, e.target.pair, e.vectors, e.ks
         known = np.linalg.norm(vectors, axis=1) > 0  # a query with no known word finds nothing
         searched = self._search_loaded(t.collection, vectors[known], max(ks)) if known.any() else []
         found = iter(searched)
@@ -265,23 +284,40 @@ class PairSearcher:
         """
         if self._batcher is not None:
             return self._batcher.submit(text, k)  # type: ignore[no-any-return]
-        return self._search_now([(text, k)])[0]
+        return self._finish(self._prepare([(text, k)]))[0]
 
-    def _search_now(self, queries: list[tuple[str, int]]) -> list[SearchResponse]:
-        """Resolve the alias once and answer ``queries`` from that pair.
+    def search_future(self, text: str, k: int = 10) -> Future[SearchResponse] | None:
+        """:meth:`search` without blocking: the future of the micro-batched answer (an
+        asyncio caller awaits it with ``asyncio.wrap_future``); None without batching."""
+        return self._batcher.submit_future(text, k) if self._batcher is not None else None
 
-        A collection that vanished after a cached resolution (garbage-collected within
-        the TTL) is resolved again once.
-        """
+    def _prepare(self, queries: list[tuple[str, int]]) -> Encoded:
+        """Resolve the alias once and encode ``queries`` with that pair's model."""
         texts, ks = [q for q, _ in queries], [k for _, k in queries]
-        t = self.target()
+        return self._again_if_gone(lambda t: self._encoded(t, texts, ks), self.target())
+
+    def _finish(self, e: Encoded) -> list[SearchResponse]:
+        """Search the pair ``_prepare`` resolved, with its vectors; answer every query."""
+        return self._again_if_gone(
+            lambda t: self._answers(e) if t is e.target else self.search_many_in(t, e.texts, e.ks),
+            e.target,
+        )
+
+    def _again_if_gone(self, step: Callable[[PairTarget], T], t: PairTarget) -> T:
+        """Run ``step`` on ``t``; if its collection vanished after a cached resolution
+        (garbage-collected within the TTL), resolve the alias again and run it once more."""
         try:
-            return self.search_many_in(t, texts, ks)
+            return step(t)
         except (MilvusException, PairNotFound):
             if self.ttl_s <= 0 or self._milvus(lambda g: g.exists(t.collection), "exists"):
                 raise
             self._target = None
-            return self.search_many_in(self.target(), texts, ks)
+            return step(self.target())
+
+    def batch_counts(self) -> tuple[int, int]:
+        """Batches answered so far and the queries in them (0, 0 without batching)."""
+        b = self._batcher
+        return (b.batches, b.answered) if b is not None else (0, 0)
 
     def close(self) -> None:
         """Stop the batcher and release the Milvus connections."""

@@ -289,6 +289,28 @@ def test_a_model_that_cannot_be_loaded_is_reported_not_hidden(
             milvus.drop(name)
 
 
+def _ask_while_moving(
+    settings: Settings,
+    pairs: list[str],
+    texts: list[str],
+    ask: Any,
+    stop: threading.Event,
+) -> None:
+    """One thread per text runs ``ask`` while the alias moves 3 times; all are joined."""
+    threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
+    try:
+        for t in threads:
+            t.start()
+        for target in [pairs[1], pairs[0], pairs[1]]:
+            time.sleep(1.0)
+            _move(settings, target)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+
+
 def test_concurrent_queries_are_batched_and_every_answer_names_its_pair(
     stack_settings: Settings, two_pairs: list[str]
 ) -> None:
@@ -305,18 +327,10 @@ def test_concurrent_queries_are_batched_and_every_answer_names_its_pair(
         while not stop.is_set():
             answers.append((text, batched.search(text, k=5)))
 
-    threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
     try:
-        for t in threads:
-            t.start()
-        for target in [two_pairs[1], two_pairs[0], two_pairs[1]]:
-            time.sleep(1.0)
-            _move(stack_settings, target)
-        time.sleep(1.0)
+        _ask_while_moving(stack_settings, two_pairs, texts, ask, stop)
     finally:
         stop.set()
-        for t in threads:
-            t.join(60)
         _move(stack_settings, two_pairs[0])
     try:
         batcher = batched._batcher
@@ -361,3 +375,71 @@ def test_a_preloaded_candidate_answers_nothing_before_the_switch(
     finally:
         _move(stack_settings, live)
         searcher.close()
+
+
+def test_the_service_batches_concurrent_requests_and_every_answer_names_its_pair(
+    stack_settings: Settings, two_pairs: list[str]
+) -> None:
+    """The same through the HTTP service (a real uvicorn on loopback): requests wait for
+    their micro-batch on the event loop, batches are encoded and searched in two stages,
+    and while the alias moves every answer still comes whole from the pair it names."""
+    import socket
+
+    import httpx
+    import uvicorn
+
+    from indexpair.serving.app import create_app
+
+    settings = stack_settings.model_copy(update={"query_batch_wait_ms": 20})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(settings, PairSearcher(settings, ALIAS))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    runner = threading.Thread(target=server.run, daemon=True)
+    runner.start()
+    url = f"http://127.0.0.1:{port}"
+    checker = ConsistencyChecker(stack_settings)
+    texts = [f"{w} {n}" for w in ("lamp", "boots", "kettle") for n in ("oak", "red", "xl", "tall")]
+    answers: list[tuple[str, dict[str, Any]]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def ask(text: str) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while not stop.is_set():
+                r = http.get("/search", params={"q": text, "k": 5})
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code}: {r.text[:200]}")
+                    return
+                answers.append((text, r.json()))
+
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.started, "the service did not start"
+        _ask_while_moving(stack_settings, two_pairs, texts, ask, stop)
+        metrics = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines()
+            if line.startswith("indexpair_query_batch")
+        }
+    finally:
+        stop.set()
+        server.should_exit = True
+        runner.join(30)
+        _move(stack_settings, two_pairs[0])
+    try:
+        assert not failures, failures
+        assert metrics["indexpair_query_batched_queries"] == len(answers)
+        assert metrics["indexpair_query_batches"] < len(answers), "nothing batched"
+        assert {body["collection"] for _, body in answers} == set(two_pairs), "never moved"
+        for text, body in answers:
+            hits = [(h["id"], h["score"]) for h in body["hits"]]
+            verdict = checker.check(
+                text, body["collection"], body["model_name"], body["model_version"], hits
+            )
+            assert verdict.ok, verdict.detail
+    finally:
+        checker.close()

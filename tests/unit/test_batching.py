@@ -70,6 +70,49 @@ def test_a_failed_batch_fails_each_of_its_requests_and_the_next_batch_runs() -> 
         batcher.submit("late", 1)
 
 
+def test_a_cancelled_request_is_left_out_and_the_others_are_answered() -> None:
+    started, release = threading.Event(), threading.Event()
+    seen: list[list[str]] = []
+
+    def run(batch: list[Request]) -> list[str]:
+        seen.append([r.text for r in batch])
+        if len(seen) == 1:
+            started.set()
+            release.wait(10)  # the next requests queue up meanwhile
+        return [r.text.upper() for r in batch]
+
+    batcher = MicroBatcher(run, max_batch=8, wait_ms=1, finish=lambda answers: answers)
+    try:
+        first = batcher.submit_future("a", 1)
+        assert started.wait(10)
+        gone, kept = batcher.submit_future("b", 1), batcher.submit_future("c", 1)
+        assert gone.cancel()  # its caller gave up while it waited for a batch
+        release.set()
+        assert first.result(10) == "A" and kept.result(10) == "C"
+        assert batcher.submit("d", 1) == "D"  # the batcher still answers
+    finally:
+        batcher.close()
+    assert seen == [["a"], ["c"], ["d"]]
+    assert (batcher.batches, batcher.answered) == (3, 3)
+
+
+def test_the_second_stage_gets_the_first_stages_result_and_its_errors_fail_the_batch() -> None:
+    def finish(texts: list[str]) -> list[str]:
+        if "bad" in texts:
+            raise RuntimeError("search failed")
+        return [f"{t}!" for t in texts]
+
+    batcher = MicroBatcher(lambda batch: [r.text for r in batch], 4, 1, finish=finish)
+    try:
+        assert batcher.submit("x", 1) == "x!"
+        with pytest.raises(RuntimeError, match="search failed"):
+            batcher.submit("bad", 1)
+        answers = _concurrently(batcher, [f"q{i}" for i in range(10)])
+        assert answers == [f"q{i}!" for i in range(10)]
+    finally:
+        batcher.close()
+
+
 def _pair(name: str, state: PairState, alias: str = "prod", since: str = "") -> tuple:
     return name, pair_metadata(name, state=state, alias=alias, previous_since=since)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from flows.refresh import AUTO_APPROVER, auto_decision
@@ -93,8 +94,9 @@ def test_live_vectors_are_reused_only_when_encoded_the_same_way(
 
 
 def test_the_source_streams_through_the_compare() -> None:
-    """The source side is a generator read once; only the live side is held (and used up)."""
-    from tasks.refresh import diff_stream
+    """The source side is a generator read once, in chunks; only the live side is held,
+    as digests; the deleted rows are named from a second pass over the live ids."""
+    from tasks.refresh import LiveDigests, diff_stream
 
     read = []
 
@@ -103,9 +105,69 @@ def test_the_source_streams_through_the_compare() -> None:
             read.append(i)
             yield i, h
 
-    live = {i: hash(h) for i, h in LIVE.items()}
-    changes = diff_stream(source(), live, "live_v1_abcd")
+    live = LiveDigests.of(LIVE.items())
+    changes = diff_stream(source(), live, "live_v1_abcd", LIVE.keys, chunk=2)
     assert read == ["a", "b", "e"]
     assert (changes.unchanged, changes.new, changes.changed, changes.deleted) == (1, 1, 1, 2)
     assert changes.to_embed == ["b", "e"] and changes.deleted_ids == ["c", "d"]
-    assert live == {"c": hash("h3"), "d": hash("h4")}  # what is left are the deleted rows
+    assert live.ids.dtype == live.contents.dtype == np.int64  # 16 bytes a live row
+    assert live.unseen == 2
+
+
+def test_no_second_pass_over_the_live_ids_without_deletions() -> None:
+    from tasks.refresh import LiveDigests, diff_stream
+
+    def never() -> list[str]:
+        raise AssertionError("the live ids were read again though nothing was deleted")
+
+    live = LiveDigests.of(LIVE.items())
+    changes = diff_stream(iter((LIVE | {"e": "h5"}).items()), live, "live_v1_abcd", never)
+    assert changes.counts() == {"unchanged": 4, "new": 1, "changed": 0, "deleted": 0}
+
+
+def test_colliding_id_digests_are_refused_and_the_exact_compare_agrees() -> None:
+    from tasks.refresh import DigestCollision, LiveDigests, diff, diff_exact
+
+    with pytest.raises(DigestCollision):
+        LiveDigests([7, 3, 7], [1, 2, 3])
+    source = {"a": "x", "e": "h5", "f": "h6", "b": "h2"}
+    exact = diff_exact(iter(source.items()), iter(LIVE.items()), "live_v1_abcd")
+    assert exact == diff(source, LIVE, "live_v1_abcd")
+
+
+def test_read_ahead_yields_in_order_raises_the_producers_error_and_stops_early() -> None:
+    from tasks.refresh import read_ahead
+
+    assert list(read_ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield 1
+        raise RuntimeError("milvus went away")
+
+    got = []
+    with pytest.raises(RuntimeError, match="milvus went away"):
+        for item in read_ahead(failing(), depth=2):
+            got.append(item)
+    assert got == [1]
+
+    produced = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    for item in read_ahead(endless(), depth=2):
+        if item == 3:
+            break
+    assert len(produced) <= 3 + 2 + 2  # it stopped soon after the consumer did
+
+
+def test_against_an_empty_live_collection_every_row_is_new() -> None:
+    from tasks.refresh import diff
+
+    changes = diff({"b": "h2", "a": "h1"}, {}, "live_v1_abcd")
+    assert changes.counts() == {"unchanged": 0, "new": 2, "changed": 0, "deleted": 0}
+    assert changes.to_embed == ["a", "b"]

@@ -83,6 +83,11 @@ class Canary:
         """Stop the background thread and store the evidence not stored yet."""
         self.background.stop()
 
+    def may_search(self, session: str, mix: bool) -> bool:
+        """Whether :meth:`answer` may search the candidate (block on it) for this caller:
+        only an interleaved response does."""
+        return bool(mix and session and self.settings.interleave_fraction > 0)
+
     def answer(
         self, text: str, k: int, live: SearchResponse, live_s: float, session: str, mix: bool
     ) -> dict[str, Any]:
