@@ -106,7 +106,7 @@ class Canary:
         extra: dict[str, Any] = {"query_id": query_id, "interleaved": False}
         shown = _labelled(live, Team.LIVE)
         if cand is not None and cand.stats.live == live.collection:
-            if mix and session and self._mixes(cand, session):
+            if self.may_search(session, mix) and self._mixes(cand, session):
                 mixed = self._interleave(text, k, live, cand)
                 if mixed is not None:
                     extra, shown = {**mixed[0], "query_id": query_id}, mixed[1]
