@@ -106,8 +106,10 @@ def build_pair(
     with MilvusGateway(settings) as milvus:
         if milvus.exists(name) and milvus.row_count(name) == summary.rows:
             milvus.ensure_loaded(name)
-            if alias:
-                milvus.update_pair(name, alias=alias)
+            if alias:  # a candidate again, as when built (the alias's own target stays live)
+                waiting = {"state": PairState.AWAITING_APPROVAL.value}
+                live = milvus.alias_target(alias) == name
+                milvus.update_pair(name, alias=alias, **({} if live else waiting))
             return name
     meta = PairMetadata(
         model_name=ref.name,

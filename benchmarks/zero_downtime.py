@@ -108,12 +108,12 @@ def build_pairs(
 
 
 def point(settings: Settings, alias: str, target: str) -> tuple[float, float, float]:
-    """Switch ``alias`` to ``target`` with the flows' locked compare-and-swap; time it."""
+    """Switch ``alias`` to ``target`` with the flows' locked compare-and-swap; time it.
+    Called inside ``prefect_api`` (entered once, as a flow run is)."""
     with MilvusGateway(settings) as milvus:
         current = milvus.alias_target(alias)
     t_start = time.time()
-    with prefect_api.prefect_api(settings):
-        result = switch_alias(settings, alias, target, current)
+    result = switch_alias(settings, alias, target, current)
     return t_start, time.time(), result.switch_ms
 
 
@@ -200,13 +200,16 @@ def run_load(
     t0 = sync.start(duration)
     log.info("%d clients started; load for %.0f s", len(procs), duration)
     switches, current = [], "tfidf"
-    for n in range(args.switches):
-        role, label = PLAN[n % len(PLAN)]
-        time.sleep(max(0.0, t0 + args.warmup + n * args.interval - time.time()))
-        t_s, t_e, ms = point(settings, args.alias, pairs[role])
-        switches.append(Switch(f"{label} to {role}", pairs[current], pairs[role], t_s, t_e, ms))
-        log.info("%s: %s -> %s in %.1f ms (alter_alias)", label, current, role, ms)
-        current = role
+    with prefect_api.prefect_api(settings):
+        for n in range(args.switches):
+            role, label = PLAN[n % len(PLAN)]
+            time.sleep(max(0.0, t0 + args.warmup + n * args.interval - time.time()))
+            t_s, t_e, ms = point(settings, args.alias, pairs[role])
+            switches.append(
+                Switch(f"{label} to {role}", pairs[current], pairs[role], t_s, t_e, ms)
+            )
+            log.info("%s: %s -> %s in %.1f ms (alter_alias)", label, current, role, ms)
+            current = role
     for p in procs:
         p.join()
     return switches, t0, outs
@@ -337,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("building pairs on %s", args.source)
         versions, pairs = build_pairs(settings, Path(args.source).resolve(), args.alias)
         log.info("pairs: %s", pairs)
-        point(settings, args.alias, pairs["tfidf"])
+        with prefect_api.prefect_api(settings):
+            point(settings, args.alias, pairs["tfidf"])
         service, url = start_service(settings, args.alias, args.ttl, work / "service.log")
         log.info(
             "service at %s; load for %.0f s",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -40,6 +43,9 @@ def prefect_api(settings: Settings) -> Iterator[None]:
     updates: dict[Any, Any] = {PREFECT_API_URL: settings.prefect_api_url}
     if settings.prefect_api_key:
         updates[PREFECT_API_KEY] = settings.prefect_api_key.get_secret_value()
+    if all(setting.value() == value for setting, value in updates.items()):
+        yield  # already so (a worker, the service): skip rebuilding Prefect's settings
+        return
     with temporary_settings(updates=updates):
         yield
 
@@ -169,32 +175,149 @@ def answer_form(settings: Settings, flow_run_id: str, answer: dict[str, Any]) ->
     resume(settings, flow_run_id, {**pending_form(flow_run_id), **answer})
 
 
-def ensure_lock(name: str) -> None:
+def ensure_lock(name: str, client: Any = None) -> None:
     """Create the global concurrency limit of size 1 that serializes alias switches."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectAlreadyExists
 
     # Another process may create it between the upsert's read and its create: same limit.
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    with client or get_client(sync_client=True) as api, suppress(ObjectAlreadyExists):
+        api.upsert_global_concurrency_limit_by_name(name, limit=1)
 
 
 # The shortest lease Prefect grants. The holder renews it while alive; a process killed
 # inside the lock frees it when the server's repossessor next runs (every 15 s), so a
 # retry after a crash waits at most about 75 s instead of the default 5 minutes.
 LOCK_LEASE_S = 60
+RENEW_EVERY_S = LOCK_LEASE_S / 2
+
+
+class LockTimeout(IndexPairError, TimeoutError):
+    """The alias lock stayed taken for longer than the caller would wait."""
+
+
+# One open Prefect client per process and API for the calls made again and again (the
+# lock, the canary's report). A new client builds a TLS context (about 35 ms of CPU, even
+# for an http:// API), and Prefect's own `concurrency()` made four per lock (create,
+# acquire, renew, release): about 140 ms of CPU at every switch, on the cores the search
+# service answers from.
+_api_clients: dict[tuple[int, str, str], Any] = {}
+_api_clients_guard = threading.Lock()
+
+
+def api_client() -> Any:
+    """The process's open Prefect client for the API Prefect's settings name now
+    (created once per API URL and key; closed at exit). Not to be closed by callers."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    if not api:
+        raise IndexPairError("no Prefect API is set (PREFECT_API_URL is empty)")
+    key = (os.getpid(), str(api), str(PREFECT_API_KEY.value() or ""))
+    with _api_clients_guard:
+        client = _api_clients.get(key)
+        if client is None:
+            client = SyncPrefectClient(
+                api, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value()
+            )
+            client.__enter__()  # kept open; closed at exit
+            _api_clients[key] = client
+    return client
+
+
+@atexit.register
+def _close_api_clients() -> None:
+    with _api_clients_guard:
+        for (pid, *_), client in list(_api_clients.items()):
+            if pid == os.getpid():
+                with suppress(Exception):
+                    client.__exit__(None, None, None)
+        _api_clients.clear()
+
+
+def _take_lease(client: Any, name: str, timeout_s: float) -> UUID:
+    """Take the lock's one slot with a lease; wait while another holder has it."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    created = False
+    while True:
+        try:
+            response = client.increment_concurrency_slots_with_lease(
+                names=[name], slots=1, mode="concurrency", lease_duration=LOCK_LEASE_S
+            )
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 423:  # 423 Locked: held by someone else
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(
+                    f"the lock {name!r} is still held by another run after {timeout_s:.0f} s"
+                ) from None
+            retry_after = float(exc.response.headers.get("Retry-After") or 1.0)
+            time.sleep(min(max(retry_after, 0.05), left))
+            continue
+        body = response.json()
+        if body.get("limits"):
+            return UUID(str(body["lease_id"]))
+        if created:  # strict: a missing limit is an error, never a free pass
+            raise IndexPairError(f"the Prefect concurrency limit {name!r} does not exist")
+        ensure_lock(name, client)
+        created = True
+
+
+def _keep_lease(client: Any, name: str, lease_id: UUID, stop: threading.Event) -> None:
+    """Renew the lease every RENEW_EVERY_S until ``stop``; transient failures are retried."""
+    while not stop.wait(RENEW_EVERY_S):
+        for attempt in range(3):
+            try:
+                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=LOCK_LEASE_S)
+                break
+            except Exception as exc:
+                log.warning("renewing the lease on lock %r failed: %s", name, exc)
+                if stop.wait(2.0**attempt):
+                    return
+        else:
+            log.error(
+                "the lease on lock %r could not be renewed; it lapses %d s after the last "
+                "renewal and another run may then take the lock",
+                name,
+                LOCK_LEASE_S,
+            )
 
 
 @contextmanager
 def alias_lock(name: str, timeout_s: float = 300) -> Iterator[None]:
-    """Hold the per-alias lock (strict: a missing limit is an error, not a free pass)."""
-    from prefect.concurrency.sync import concurrency
+    """Hold the per-alias lock: a Prefect global concurrency limit of one slot, held by
+    a lease that is renewed while the holder lives (a killed holder's lease expires).
 
-    ensure_lock(name)
-    with concurrency(
-        name, occupy=1, strict=True, timeout_seconds=timeout_s, lease_duration=LOCK_LEASE_S
-    ):
+    A missing limit is created first (strict: never a free pass).
+
+    Raises:
+        LockTimeout: another holder kept it for over ``timeout_s`` (a ``TimeoutError``).
+    """
+    client = api_client()
+    lease_id = _take_lease(client, name, timeout_s)
+    stop = threading.Event()
+    renewer = threading.Thread(
+        target=_keep_lease, args=(client, name, lease_id, stop), name=f"lease-{name}", daemon=True
+    )
+    renewer.start()
+    try:
         yield
+    finally:
+        stop.set()
+        renewer.join(timeout=10)
+        try:
+            client.release_concurrency_slots_with_lease(lease_id=lease_id)
+        except Exception as exc:  # the work is done; the lease lapses by itself
+            log.warning(
+                "releasing lock %r failed (%s); it frees itself within %d s",
+                name,
+                exc,
+                LOCK_LEASE_S + 15,
+            )
 
 
 def pending_form(flow_run_id: str) -> dict[str, Any]:
@@ -276,10 +399,9 @@ def active_runs(flow_name: str) -> list[dict[str, Any]]:
 
 def latest_markdown(key: str) -> str | None:
     """The newest version of the markdown artifact ``key``, or None when there is none."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         found = client.read_latest_artifacts(
             artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])),
             limit=1,
@@ -289,7 +411,6 @@ def latest_markdown(key: str) -> str | None:
 
 def publish_markdown(key: str, markdown: str, description: str, flow_run_id: str = "") -> None:
     """Add a version of the markdown artifact ``key`` (shown under the flow run, if named)."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactCreate
 
     artifact = ArtifactCreate(
@@ -299,5 +420,5 @@ def publish_markdown(key: str, markdown: str, description: str, flow_run_id: str
         description=description,
         flow_run_id=run_id(flow_run_id) if flow_run_id else None,
     )
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         client.create_artifact(artifact)
