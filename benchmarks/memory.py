@@ -1,4 +1,5 @@
-"""Peak memory of a process and everything it started (Ray's raylet, workers, actors).
+"""Peak memory and CPU time of a process and everything it started (Ray's raylet,
+workers, actors; a server's workers).
 
 Sums the proportional set size (PSS, ``/proc/<pid>/smaps_rollup``) of a process tree, so
 pages shared between processes (Ray's object store, forked workers) count once.
@@ -69,3 +70,18 @@ class PeakMemory:
         while not self._stop.is_set():
             self.peak_mib = max(self.peak_mib, tree_pss_mib(self.root))
             self._stop.wait(self.every_s)
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) spent so far by ``root`` and its live descendants."""
+    tree, todo, total = _children(), [root], 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(PROC, str(pid), "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it just ended
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        todo.extend(tree.get(pid, []))
+    return total

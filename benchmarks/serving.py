@@ -36,6 +36,7 @@ from rich.table import Table
 
 from benchmarks.pairs import DATA_DIR, build_pair, register_versions, start_stack
 from benchmarks.zero_downtime import point, start_service
+from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
 from indexpair.gateways.mlflow import MlflowRegistry, ModelVersionRef
 from indexpair.models import encode_queries, load_model
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         versions = register_versions(settings, Path(args.source))
         collection = build_pair(settings, versions["minilm"], Path(args.source), "servebench")
-        point(settings, ALIAS, collection)
+        with prefect_api.prefect_api(settings):
+            point(settings, ALIAS, collection)
         texts = query_texts()
         limit, best = parts_limit(settings, collection, texts, args.k, args.limit_seconds)
         log.info(

@@ -262,7 +262,7 @@ def _take_lease(client: Any, name: str, timeout_s: float) -> UUID:
         if body.get("limits"):
             return UUID(str(body["lease_id"]))
         if created:  # strict: a missing limit is an error, never a free pass
-            raise IndexPairError(f"the Prefect concurrency limit {name!r} does not exist")
+            raise IndexPairError(f"the Prefect concurrency limit {name!r} is missing or inactive")
         ensure_lock(name, client)
         created = True
 
