@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import socket
@@ -40,6 +41,16 @@ def private_stack_env() -> dict[str, str]:
         "PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
+
+
+def add_reuse_stack(parser: argparse.ArgumentParser) -> None:
+    """The ``--reuse-stack`` option every benchmark that needs the stack takes."""
+    parser.add_argument(
+        "--reuse-stack",
+        action="store_true",
+        default=os.environ.get("INDEXPAIR_BENCH_REUSE_STACK") == "1",
+        help="use the running stack of the environment (INDEXPAIR_BENCH_REUSE_STACK=1)",
+    )
 
 
 def start_stack(reuse: bool) -> tuple[Settings, bool]:

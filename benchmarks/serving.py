@@ -34,7 +34,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.pairs import DATA_DIR, build_pair, register_versions, start_stack
+from benchmarks.pairs import DATA_DIR, add_reuse_stack, build_pair, register_versions, start_stack
 from benchmarks.zero_downtime import point, start_service
 from indexpair.gateways import prefect as prefect_api
 from indexpair.gateways.milvus import MilvusGateway
@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--source", default=str(DATA_DIR / "products.parquet"))
     p.add_argument("--milvus-backend", choices=["lite", "standalone"], default="lite")
-    p.add_argument("--reuse-stack", action="store_true")
+    add_reuse_stack(p)
     return p.parse_args(argv)
 
 

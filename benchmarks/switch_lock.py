@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import statistics
@@ -30,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.memory import tree_cpu_s
-from benchmarks.pairs import start_stack
+from benchmarks.pairs import add_reuse_stack, start_stack
 from indexpair.gateways import prefect as prefect_api
 from indexpair.settings import Settings
 
@@ -38,12 +37,7 @@ from indexpair.settings import Settings
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--cycles", type=int, default=50, help="lock cycles per way (default 50)")
-    p.add_argument(
-        "--reuse-stack",
-        action="store_true",
-        default=os.environ.get("INDEXPAIR_BENCH_REUSE_STACK") == "1",
-        help="use the running stack of the environment (INDEXPAIR_BENCH_REUSE_STACK=1)",
-    )
+    add_reuse_stack(p)
     return p.parse_args(argv)
 
 

@@ -43,6 +43,7 @@ from benchmarks.pairs import (
     DATA_DIR,
     PROJECT_DIR,
     _free_port,
+    add_reuse_stack,
     build_pair,
     register_versions,
     start_stack,
@@ -80,12 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grace", type=float, default=2, help="'during' lasts this long past a switch")
     p.add_argument("--out", default=str(PROJECT_DIR / "benchmarks" / "results"))
     p.add_argument("--keep-state", action="store_true", help="keep the private stack's state dir")
-    p.add_argument(
-        "--reuse-stack",
-        action="store_true",
-        default=os.environ.get("INDEXPAIR_BENCH_REUSE_STACK") == "1",
-        help="use the running stack of the environment (INDEXPAIR_BENCH_REUSE_STACK=1)",
-    )
+    add_reuse_stack(p)
     return p.parse_args(argv)
 
 
@@ -205,9 +201,7 @@ def run_load(
             role, label = PLAN[n % len(PLAN)]
             time.sleep(max(0.0, t0 + args.warmup + n * args.interval - time.time()))
             t_s, t_e, ms = point(settings, args.alias, pairs[role])
-            switches.append(
-                Switch(f"{label} to {role}", pairs[current], pairs[role], t_s, t_e, ms)
-            )
+            switches.append(Switch(f"{label} to {role}", pairs[current], pairs[role], t_s, t_e, ms))
             log.info("%s: %s -> %s in %.1f ms (alter_alias)", label, current, role, ms)
             current = role
     for p in procs:
