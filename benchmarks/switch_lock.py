@@ -34,9 +34,20 @@ from indexpair.gateways import prefect as prefect_api
 from indexpair.settings import Settings
 
 
+def _cycles(value: str) -> int:
+    """A cycle count of at least 1, or argparse's usage error naming the value."""
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of cycles ≥ 1")
+    return n
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--cycles", type=int, default=50, help="lock cycles per way (default 50)")
+    p.add_argument("--cycles", type=_cycles, default=50, help="lock cycles per way (default 50)")
     add_reuse_stack(p)
     return p.parse_args(argv)
 
@@ -86,8 +97,14 @@ def measure(
 
 def prefect_server_pid(settings: Settings) -> int:
     """The pid of the stack's Prefect server (from its pid file)."""
-    record = json.loads((settings.state_dir / "pids" / "prefect.pid").read_text())
-    return int(record["pid"])
+    path = settings.state_dir / "pids" / "prefect.pid"
+    try:
+        return int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(
+            f"no Prefect server of this stack to measure ({path}: {exc}); start one with "
+            "`indexpair stack up`, or run without --reuse-stack"
+        ) from None
 
 
 def run(settings: Settings, cycles: int) -> Iterator[tuple[str, dict[str, float]]]:
