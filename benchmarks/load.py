@@ -72,6 +72,7 @@ def service_client(
                         model_name=body["model_name"],
                         model_version=body["model_version"],
                         hits=[[h["id"], h["score"]] for h in body["hits"]],
+                        took_ms=body.get("took_ms"),  # inside the service
                     )
                 else:
                     rec["error"] = f"HTTP {r.status_code}: {str(body)[:200]}"

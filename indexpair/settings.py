@@ -188,6 +188,13 @@ class Settings(BaseSettings):
     query_batch_wait_ms: float = Field(
         2.0, ge=0, le=100, description="Longest a query waits for others to join its batch"
     )
+    query_parallel_batch: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="`indexpair serve`: smallest query batch a PyTorch model encodes with "
+        "all its threads; smaller batches use one",
+    )
     preload_interval_s: float = Field(
         5.0,
         ge=0,

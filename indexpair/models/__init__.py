@@ -8,10 +8,11 @@
 """
 
 from indexpair.models.contract import SAMPLE_TEXTS, ModelCard, ModelContract, refuse
-from indexpair.models.loaders import EmbeddingModel, encode_queries, load_model
+from indexpair.models.loaders import BatchThreads, EmbeddingModel, encode_queries, load_model
 
 __all__ = [
     "SAMPLE_TEXTS",
+    "BatchThreads",
     "EmbeddingModel",
     "ModelCard",
     "ModelContract",

@@ -39,6 +39,8 @@ from pymilvus import MilvusException
 from starlette.concurrency import run_in_threadpool
 
 from indexpair.errors import IndexPairError, MilvusUnavailable, PairNotFound
+from indexpair.gateways import prefect as prefect_api
+from indexpair.models import BatchThreads
 from indexpair.serving.canary import Canary, FeedbackRefused
 from indexpair.serving.preload import Preloader
 from indexpair.serving.query import PairSearcher, PairTarget, SearchResponse
@@ -152,10 +154,11 @@ def create_app(settings: Settings, searcher: PairSearcher | None = None) -> Fast
         app.state.searcher.models.on_change = _freeze_heap
         metrics.watch_batches(app.state.searcher)
         _warm(app.state.searcher)
+        app.state.canary = Canary(settings, app.state.searcher, metrics.registry)
+        prefect_api.import_report_client()  # the canary's report updates, imported now
         _freeze_heap(loaded=True)
         preloader = Preloader(app.state.searcher, settings.preload_interval_s)
         preloader.start()  # candidates and the rollback pair, warm before any switch
-        app.state.canary = Canary(settings, app.state.searcher, metrics.registry)
         app.state.canary.start()
         try:
             yield
@@ -346,7 +349,8 @@ def serve(settings: Settings, alias: str | None = None, ttl_s: float | None = No
     """Run the search service with uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(settings, PairSearcher(settings, alias, ttl_s))
+    threads = BatchThreads(settings.query_parallel_batch)  # this process owns its threads
+    app = create_app(settings, PairSearcher(settings, alias, ttl_s, threads))
     uvicorn.run(
         app,
         host=settings.serve_host,

@@ -22,7 +22,7 @@ from pymilvus import MilvusException
 
 from indexpair.errors import PairNotFound
 from indexpair.gateways.milvus import MilvusGateway
-from indexpair.models import encode_queries
+from indexpair.models import BatchThreads, encode_queries
 from indexpair.pair import PairMetadata, check_name
 from indexpair.serving.batching import MicroBatcher
 from indexpair.serving.model_cache import ModelCache
@@ -98,6 +98,8 @@ class PairSearcher:
         settings: where Milvus and MLflow are; ``alias_ttl_s`` and ``model_cache_size``.
         alias: the alias to search; default the production alias.
         ttl_s: override ``settings.alias_ttl_s`` (0: resolve the alias on every request).
+        threads: PyTorch threads chosen per batch (the search service); None leaves the
+            process's thread count alone.
 
     With ``settings.warm_switch`` (the default), when the alias moves to a pair whose
     model is not loaded yet, requests keep being answered by the pair they resolved
@@ -105,11 +107,18 @@ class PairSearcher:
     to the new pair. No request waits for a model download.
     """
 
-    def __init__(self, settings: Settings, alias: str | None = None, ttl_s: float | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        alias: str | None = None,
+        ttl_s: float | None = None,
+        threads: BatchThreads | None = None,
+    ):
         self.settings = settings
         self.alias = check_name(alias or settings.production_alias, "alias name")
         self.ttl_s = settings.alias_ttl_s if ttl_s is None else ttl_s
         self.warm_switch = settings.warm_switch
+        self.threads = threads
         self.models = ModelCache(settings, settings.model_cache_size)
         self.reconnects = 0
         self._gateway = MilvusGateway(settings)
@@ -242,6 +251,8 @@ class PairSearcher:
     def _encoded(self, t: PairTarget, texts: list[str], ks: list[int]) -> Encoded:
         """The first half of a search: the queries encoded by the target's model."""
         with self.models.use(t.pair) as model:
+            if self.threads is not None:
+                self.threads.for_batch(len(texts))
             return Encoded(t, texts, ks, encode_queries(model, t.pair, texts))
 
     def _answers(self, e: Encoded) -> list[SearchResponse]:

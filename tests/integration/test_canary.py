@@ -9,6 +9,7 @@ evidence outlives the service and reaches the approval report and `indexpair sta
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -203,3 +204,33 @@ def _stored(settings: Settings, candidate: str) -> dict[str, Any] | None:
     status = collect_status(settings)
     found = [c["canary"] for c in status["collections"] if c["name"] == candidate]
     return found[0] if found else None
+
+
+def test_remembered_responses_stay_bounded_and_light_for_the_collector(
+    service: TestClient,
+) -> None:
+    canary = service.app.state.canary  # type: ignore[attr-defined]
+    shared = canary.shared
+    full = canary.settings
+    canary.settings = full.model_copy(update={"canary_impressions": 3})
+    try:
+        first = service.get("/search", params={"q": QUERIES[2], "session": "u3"}).json()
+        assert first["interleaved"] is True
+        hit = first["hits"][0]["id"]
+        click = {"query_id": first["query_id"], "hit_id": hit}
+        assert service.post("/feedback", json=click).json()["recorded"] is True
+        assert shared.clicks[first["query_id"]] == {hit}
+        for q in QUERIES[3:6]:
+            assert service.get("/search", params={"q": q}).status_code == 200
+        assert len(shared.impressions) == 3 and first["query_id"] not in shared.impressions
+        # Clicks are kept only for remembered responses: forgotten together with them.
+        assert first["query_id"] not in shared.clicks
+        assert set(shared.clicks) <= set(shared.impressions)
+        assert service.post("/feedback", json=click).status_code == 404
+        gc.collect()  # a pass untracks the (hit, team, pair) tuples,
+        gc.collect()  # the next the tuple holding them, as the service's passes do
+        for impression in shared.impressions.values():
+            assert impression.shown and not gc.is_tracked(impression.shown)
+            assert not any(gc.is_tracked(h) for h in impression.shown)
+    finally:
+        canary.settings = full

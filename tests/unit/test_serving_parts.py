@@ -110,3 +110,42 @@ def test_report_shows_the_shadow_comparison_side_by_side() -> None:
 )
 def test_what_counts_as_a_lost_connection(exc: Exception, lost: bool) -> None:
     assert connection_lost(exc) is lost
+
+
+def test_batch_threads_one_for_small_batches_all_for_large_in_the_calling_thread() -> None:
+    import threading
+
+    import torch
+
+    from indexpair.models import BatchThreads
+
+    every = torch.get_num_threads()
+    policy = BatchThreads(parallel_from=8)
+    seen: dict[str, int] = {}
+
+    def batch(size: int, key: str) -> None:
+        policy.for_batch(size)
+        seen[key] = torch.get_num_threads()
+
+    try:
+        for size, key in ((1, "one"), (7, "seven"), (8, "eight"), (64, "large"), (2, "small")):
+            worker = threading.Thread(target=batch, args=(size, key))  # as the batcher does
+            worker.start()
+            worker.join()
+        batch(1, "here")
+        assert seen == {"one": 1, "seven": 1, "eight": every, "large": every, "small": 1, "here": 1}
+    finally:
+        torch.set_num_threads(every)
+
+
+def test_batch_threads_leave_a_process_without_pytorch_alone() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from indexpair.models import BatchThreads; "
+        "BatchThreads(8).for_batch(1); BatchThreads(1).for_batch(64); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -41,7 +41,7 @@ from indexpair.settings import Settings
 
 log = logging.getLogger(__name__)
 SEARCH_ERRORS = (IndexPairError, MilvusException, grpc.RpcError)
-Shown = dict[str, tuple[Team, str, str]]
+Shown = tuple[tuple[str, str, str, str], ...]  # (hit id, team, collection, version) per hit
 
 
 class FeedbackRefused(IndexPairError):
@@ -61,7 +61,9 @@ class HitNotShown(FeedbackRefused):
 
 
 def _labelled(response: SearchResponse, team: Team) -> Shown:
-    return {h.id: (team, response.collection, response.model_version) for h in response.hits}
+    return tuple(
+        (h.id, team.value, response.collection, response.model_version) for h in response.hits
+    )
 
 
 class Canary:
@@ -156,10 +158,10 @@ class Canary:
             cand.dirty = True
         self.shared.metrics.interleaved.labels(cand.stats.candidate).inc()
         pairs = {t.value: r.model_dump(exclude={"hits"}) for t, r in by_team.items()}
-        shown: Shown = {
-            hit_id: (team, by_team[team].collection, by_team[team].model_version)
+        shown: Shown = tuple(
+            (hit_id, team.value, by_team[team].collection, by_team[team].model_version)
             for hit_id, team in order
-        }
+        )
         extra: dict[str, Any] = {
             "interleaved": True,
             "hits": hits,
@@ -179,10 +181,12 @@ class Canary:
             self.shared.metrics.shadow.labels(job.candidate, "dropped").inc()
 
     def _remember(self, query_id: str, impression: Impression) -> None:
-        with self.shared.lock:
-            self.shared.impressions[query_id] = impression
-            while len(self.shared.impressions) > self.settings.canary_impressions:
-                self.shared.impressions.popitem(last=False)
+        shared = self.shared
+        with shared.lock:
+            shared.impressions[query_id] = impression
+            while len(shared.impressions) > self.settings.canary_impressions:
+                forgotten, _ = shared.impressions.popitem(last=False)
+                shared.clicks.pop(forgotten, None)
 
     def feedback(self, query_id: str, hit_id: str) -> dict[str, Any]:
         """Record a click on ``hit_id`` in the response ``query_id`` (a repeat counts once).
@@ -198,25 +202,27 @@ class Canary:
                     f"query id {query_id!r} is unknown: not one of the last "
                     f"{self.settings.canary_impressions} responses of this service"
                 )
-            if hit_id not in imp.shown:
+            found = imp.find(hit_id)
+            if found is None:
+                shown = ", ".join(h[0] for h in imp.shown) or "no hits"
                 raise HitNotShown(
-                    f"hit {hit_id!r} was not shown for query {query_id!r} "
-                    f"(shown: {', '.join(imp.shown) or 'no hits'})"
+                    f"hit {hit_id!r} was not shown for query {query_id!r} (shown: {shown})"
                 )
-            team, collection, version = imp.shown[hit_id]
-            first = hit_id not in imp.clicked
+            team, collection, version = found
+            clicked = self.shared.clicks.setdefault(query_id, set())
+            first = hit_id not in clicked
             if first:
-                self._credit(imp, hit_id, team)
+                self._credit(imp, clicked, hit_id, team)
         if first:
             self.shared.metrics.clicks.labels(collection, version).inc()
         return {"query_id": query_id, "hit": hit_id, "collection": collection, "recorded": first}
 
-    def _credit(self, imp: Impression, hit_id: str, team: Team) -> None:
+    def _credit(self, imp: Impression, clicked: set[str], hit_id: str, team: Team) -> None:
         """Count a first click (lock held); an interleaved query may change its winner."""
         cand = self.shared.current
-        teams = [(i, t) for i, (t, _, _) in imp.shown.items()]
-        before = outcome(clicks_per_team(teams, imp.clicked))
-        imp.clicked.add(hit_id)
+        teams = imp.teams()
+        before = outcome(clicks_per_team(teams, clicked))
+        clicked.add(hit_id)
         if not imp.interleaved or cand is None or cand.stats.candidate != imp.candidate:
             return
         stats = cand.stats.interleave
@@ -224,7 +230,7 @@ class Canary:
             stats.clicks_live += 1
         else:
             stats.clicks_candidate += 1
-        stats.reclassify(before, outcome(clicks_per_team(teams, imp.clicked)))
+        stats.reclassify(before, outcome(clicks_per_team(teams, clicked)))
         cand.dirty = True
         self.shared.metrics.show(cand.stats, cand.live_version, cand.target.pair.model_version)
 

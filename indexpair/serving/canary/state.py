@@ -5,7 +5,8 @@ from __future__ import annotations
 import queue
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry
 
@@ -15,14 +16,30 @@ from indexpair.serving.canary.stats import CanaryStats
 from indexpair.serving.query import PairTarget
 
 
-@dataclass
-class Impression:
-    """What one response showed: hit id -> (team, collection, model version)."""
+class Impression(NamedTuple):
+    """What one response showed: per hit, in order, (hit id, team, collection, model
+    version), all plain strings.
+
+    The service remembers thousands of these (``canary_impressions``). Plain tuples of
+    strings leave the garbage collector's lists, so each remembered response is one
+    object to its full passes, not a dozen; the clicks on them are kept apart
+    (:attr:`Shared.clicks`), for the few responses clicked.
+    """
 
     candidate: str
     interleaved: bool
-    shown: dict[str, tuple[Team, str, str]]
-    clicked: set[str] = field(default_factory=set)
+    shown: tuple[tuple[str, str, str, str], ...]
+
+    def find(self, hit_id: str) -> tuple[Team, str, str] | None:
+        """The team, collection and model version that showed ``hit_id`` (None: not shown)."""
+        for shown_id, team, collection, version in self.shown:
+            if shown_id == hit_id:
+                return Team(team), collection, version
+        return None
+
+    def teams(self) -> list[tuple[str, Team]]:
+        """(hit id, team) of every hit shown."""
+        return [(hit_id, Team(team)) for hit_id, team, _, _ in self.shown]
 
 
 @dataclass
@@ -58,4 +75,5 @@ class Shared:
         self.current: Candidate | None = None
         self.queue: queue.Queue[MirrorJob] = queue.Queue(maxsize=queue_size)
         self.impressions: OrderedDict[str, Impression] = OrderedDict()
+        self.clicks: dict[str, set[str]] = {}  # query id -> hits clicked, while remembered
         self.metrics = CanaryMetrics(registry)
