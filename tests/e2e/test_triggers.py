@@ -63,7 +63,8 @@ def test_concurrent_triggers_start_one_build(
     done = answer(stack_settings, run_id, False, "pytest", "clean up")
     assert (done["state_type"], done["state_name"]) == ("COMPLETED", "Denied")
     # A denied build is gone and blocks nothing: the version can be built again later.
-    assert triggers._decide(stack_settings, MODEL_NAME, version) is None
+    with prefect_api.prefect_api(stack_settings):  # as trigger_promotion calls it
+        assert triggers._decide(stack_settings, MODEL_NAME, version) is None
 
 
 def job_env(settings: Settings) -> dict[str, str]:
