@@ -275,9 +275,10 @@ class BatchThreads:
 
     A batch of a few short queries gains little from a second thread, and on cores that
     are busy (with Milvus, HTTP, other processes) its OpenMP barriers wait for whichever
-    thread was descheduled. Measured on 2 cores with a competing process, MiniLM on 2
-    queries: p99 63 ms with 2 threads, 24 ms with 1; idle, 32 queries take 50 ms with 2
-    threads and 78 ms with 1. The count is process-wide, so only a process that owns its
+    thread was descheduled. ``python -m benchmarks.query_threads`` (MiniLM, 2 cores):
+    idle, 2 threads are 1.2-1.7x faster from 8 queries up (0.99-1.24x below); beside
+    two half-busy processes, one thread is faster at every size, its p99 0.35-0.76 of
+    two threads'. The count is per process (set per thread), so only a process that owns its
     threads (the search service) uses this; nothing changes until a PyTorch model runs.
     """
 
